@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs and starts what crier's tests need, from Debian's packages, when it is missing:
+# redis-server, nginx, Chromium and a Docker engine (plus the stand-in golang base image,
+# since no container registry is reachable here). Safe to run again: it skips what is there.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v chromium >/dev/null || need+=(chromium)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v busybox >/dev/null || need+=(busybox-static)
+if ((${#need[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing ${need[*]} and not root; install them first" >&2
+    exit 1
+  fi
+  echo "deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# A Docker engine without a bridge network (see ../shared/docker/README.md).
+if ! docker info >/dev/null 2>&1; then
+  log=$(mktemp -d)/dockerd.log
+  echo "deps: starting dockerd (log: $log)"
+  nohup dockerd --bridge=none --iptables=false --ip-masq=false >"$log" 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || { echo "deps: dockerd did not start; see $log" >&2; exit 1; }
+fi
+
+# The stand-in golang base image for the Dockerfile's build stage.
+img=../shared/docker/local-go-image.sh
+[ -x "$img" ] || img=$(dirname "$0")/../../shared/docker/local-go-image.sh
+if [ -x "$img" ]; then
+  "$img"
+else
+  echo "deps: no local-go-image.sh next to the repository; the Docker test needs the golang image" >&2
+fi
