@@ -117,7 +117,7 @@ func checkConfig(t *testing.T, d *docker, image string) {
 		{"{{json .Config.Entrypoint}}", `["/crier"]`},
 		{"{{if .Config.Healthcheck}}{{json .Config.Healthcheck.Test}}{{end}}", `["CMD","/crier","healthcheck"]`},
 		{"{{.Config.StopSignal}}", "SIGTERM"},
-		{"{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}", "8080/tcp "},
+		{"{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}", "8080/tcp"},
 	}
 	for _, tt := range tests {
 		if got := d.mustRun(30*time.Second, "image", "inspect", "-f", tt.format, image); got != tt.want {
@@ -237,13 +237,17 @@ func checkPage(t *testing.T, base string) {
 		t.Errorf("GET /: Content-Type %q, want text/html", ct)
 	}
 	sources := page
-	assets := assetRef.FindAllStringSubmatch(page, -1)
-	for _, m := range assets {
+	seen := map[string]bool{}
+	for _, m := range assetRef.FindAllStringSubmatch(page, -1) {
+		if seen[m[1]] {
+			continue
+		}
+		seen[m[1]] = true
 		ct, body := get(m[1])
 		t.Logf("GET %s: %s, %d bytes", m[1], ct, len(body))
 		sources += body
 	}
-	if len(assets) == 0 {
+	if len(seen) == 0 {
 		t.Logf("the page references no /static assets")
 	}
 	if !strings.Contains(sources, "EventSource") {
