@@ -1,0 +1,11 @@
+package broker
+
+import "errors"
+
+// Errors returned by the broker; match them with errors.Is.
+var (
+	ErrClosed = errors.New("broker: closed")                 // the broker is shutting down
+	ErrFull   = errors.New("broker: too many subscribers")   // Options.MaxSubscribers reached
+	ErrSlow   = errors.New("broker: subscriber fell behind") // the subscriber's queue overflowed
+	ErrEnded  = errors.New("broker: subscription closed")    // Close was called on the subscription
+)

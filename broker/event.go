@@ -1,0 +1,63 @@
+package broker
+
+import (
+	"strconv"
+	"time"
+)
+
+// Names of the events the broker itself emits. Publishers may not use them.
+const (
+	NameMessage  = "message"   // the event type when a publisher names none
+	NameNewUser  = "new_user"  // a subscriber attached
+	NameUserLeft = "user_left" // a subscriber detached
+	NameMissed   = "missed"    // a resumed stream could not be replayed completely
+)
+
+// Reserved reports whether name is one the broker emits itself.
+func Reserved(name string) bool {
+	switch name {
+	case NameNewUser, NameUserLeft, NameMissed:
+		return true
+	}
+	return false
+}
+
+// Message is what a publisher hands to Publish.
+type Message struct {
+	Topic string // "" broadcasts to every subscriber
+	Name  string // event type; "" means NameMessage
+	Data  []byte // payload, sent verbatim (split into data lines on the wire)
+	Key   string // idempotency key; "" for none
+}
+
+// Event is one event on its way to subscribers. An Event is immutable once the broker
+// hands it out: every subscriber shares the same *Event and the same wire bytes.
+type Event struct {
+	ID    uint64
+	Topic string
+	Name  string
+	Data  []byte
+	Key   string    // idempotency key of the publish that made it, if any
+	Time  time.Time // when the broker accepted it
+
+	retained bool   // kept in history and replayed on resume (presence events are not)
+	wire     []byte // the encoded event, made once by Options.Encode
+}
+
+// Wire returns the event's encoded bytes, shared by every subscriber; do not modify them.
+func (e *Event) Wire() []byte { return e.wire }
+
+// Retained reports whether the event is kept in history for resume.
+func (e *Event) Retained() bool { return e.retained }
+
+// FormatID renders an event id as it appears on the wire and in publish receipts.
+func FormatID(id uint64) string { return strconv.FormatUint(id, 10) }
+
+// ParseID reads an id written by FormatID.
+func ParseID(s string) (uint64, bool) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	return id, err == nil
+}
+
+// Encoder turns an event into its wire bytes. It is called once per event.
+type Encoder func(*Event) []byte

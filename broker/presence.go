@@ -1,0 +1,36 @@
+package broker
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// presenceData renders a presence event's JSON payload, fields in the contract's order.
+func presenceData(name, subscriber string, subscribers int, t time.Time) []byte {
+	msg := "new user connected"
+	if name == NameUserLeft {
+		msg = "user disconnected"
+	}
+	b := make([]byte, 0, 128)
+	b = append(b, `{"message":`...)
+	b = strconv.AppendQuote(b, msg)
+	b = append(b, `,"subscriber":`...)
+	b = strconv.AppendQuote(b, subscriber)
+	b = append(b, `,"subscribers":`...)
+	b = strconv.AppendInt(b, int64(subscribers), 10)
+	b = append(b, `,"time":"`...)
+	b = t.UTC().AppendFormat(b, time.RFC3339)
+	return append(b, `"}`...)
+}
+
+// missedData renders the payload of the "missed" notice for a resume from lastID.
+func missedData(lastID string) []byte {
+	if len(lastID) > 64 {
+		lastID = lastID[:64]
+	}
+	quoted, _ := json.Marshal(lastID) // a string always marshals
+	b := []byte(`{"message":"some events were missed: history no longer covers lastEventId","lastEventId":`)
+	b = append(b, quoted...)
+	return append(b, '}')
+}

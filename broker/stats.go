@@ -1,0 +1,31 @@
+package broker
+
+// Stats are running totals since the broker started, for metrics.
+type Stats struct {
+	Subscribers int    // open subscriptions now
+	Attached    uint64 // subscriptions opened
+	Detached    uint64 // subscriptions ended, for any reason
+	Broadcasts  uint64 // events published with no topic
+	Topical     uint64 // events published to a topic
+	Presence    uint64 // new_user and user_left events sent
+	Deliveries  uint64 // events queued to subscribers (live, not replayed)
+	Replayed    uint64 // events queued from history on resume, "missed" notices included
+	CutOff      uint64 // subscribers cut off for falling behind
+	Duplicates  uint64 // publishes answered from an idempotency key, not sent again
+}
+
+// Stats returns the broker's totals.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Subscribers: b.Subscribers(),
+		Attached:    b.stats.attached.Load(),
+		Detached:    b.stats.detached.Load(),
+		Broadcasts:  b.stats.broadcasts.Load(),
+		Topical:     b.stats.topical.Load(),
+		Presence:    b.stats.presence.Load(),
+		Deliveries:  b.stats.deliveries.Load(),
+		Replayed:    b.stats.replayed.Load(),
+		CutOff:      b.stats.cutoff.Load(),
+		Duplicates:  b.stats.duplicates.Load(),
+	}
+}

@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"sync"
+	"time"
+)
+
+// Subscription is one open stream's view of the broker: a bounded queue of shared events.
+// The stream drains it with Take whenever Ready fires. Safe for concurrent use.
+type Subscription struct {
+	b       *Broker
+	id      string
+	topics  []string
+	limit   int
+	started time.Time
+
+	mu      sync.Mutex
+	backlog []*Event // replayed history, delivered before the live queue; not bounded by limit
+	queue   []*Event // live events, at most limit
+	err     error    // why the subscription ended; nil while it is open
+	ready   chan struct{}
+	sent    uint64 // events handed out by Take
+}
+
+func newSubscription(b *Broker, id string, topics []string, limit int, now time.Time) *Subscription {
+	return &Subscription{b: b, id: id, topics: topics, limit: limit, started: now, ready: make(chan struct{}, 1)}
+}
+
+// ID is the subscriber id announced in presence events.
+func (s *Subscription) ID() string { return s.id }
+
+// Topics returns the topics the subscription follows besides broadcasts.
+func (s *Subscription) Topics() []string { return s.topics }
+
+// Ready fires when events are waiting or the subscription has ended; then call Take.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Take appends every waiting event to dst, oldest first, and returns it. Once the
+// subscription has ended and nothing is left, it returns the reason (ErrSlow, ErrClosed
+// or ErrEnded). Reusing dst across calls makes draining allocation-free.
+func (s *Subscription) Take(dst []*Event) ([]*Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backlog != nil {
+		dst = append(dst, s.backlog...)
+		s.backlog = nil
+	}
+	if len(dst) == 0 && len(s.queue) > 0 {
+		// Swap buffers rather than copy: the caller's empty slice becomes the next queue.
+		dst, s.queue = s.queue, dst[:0]
+	} else {
+		dst = append(dst, s.queue...)
+		clear(s.queue)
+		s.queue = s.queue[:0]
+	}
+	s.sent += uint64(len(dst))
+	if len(dst) == 0 && s.err != nil {
+		return dst, s.err
+	}
+	return dst, nil
+}
+
+// Sent returns how many events Take has handed out.
+func (s *Subscription) Sent() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
+// Err returns why the subscription ended, or nil while it is open.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close detaches the subscription; the other subscribers are told with a user_left event.
+// Close is idempotent.
+func (s *Subscription) Close() { s.b.detach(s, ErrEnded) }
+
+// push queues ev. It reports false when the queue was full: the subscription is then ended
+// with ErrSlow and its queue dropped, and the broker must detach it. It never blocks.
+func (s *Subscription) push(ev *Event) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return true
+	}
+	if len(s.queue) >= s.limit {
+		s.endLocked(ErrSlow)
+		return false
+	}
+	s.queue = append(s.queue, ev)
+	s.wake()
+	return true
+}
+
+// end marks the subscription ended for reason, unless it already is; it reports whether
+// this call ended it.
+func (s *Subscription) end(reason error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return false
+	}
+	s.endLocked(reason)
+	return true
+}
+
+func (s *Subscription) endLocked(reason error) {
+	s.err = reason
+	if reason == ErrSlow || reason == ErrClosed {
+		// Nobody will write these: free them now rather than when the stream notices.
+		s.backlog, s.queue = nil, nil
+	}
+	s.wake()
+}
+
+func (s *Subscription) wake() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// follows reports whether an event on topic belongs on this subscription.
+func (s *Subscription) follows(topic string) bool {
+	if topic == "" {
+		return true
+	}
+	for _, t := range s.topics {
+		if t == topic {
+			return true
+		}
+	}
+	return false
+}

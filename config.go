@@ -1,0 +1,237 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything the flags and CRIER_* environment variables set.
+type config struct {
+	Addr            string
+	CORSOrigins     string
+	Heartbeat       time.Duration
+	Retry           time.Duration
+	History         int
+	Buffer          int
+	MaxSubscribers  int
+	Presence        bool
+	MaxBody         size
+	PublishToken    string
+	RedisURL        string
+	ShutdownTimeout time.Duration
+	LogFormat       string
+	LogLevel        string
+
+	tokenGenerated bool // PublishToken was made up at start-up
+}
+
+// errHelp is returned by parseConfig when -h was asked for; usage went to stdout.
+var errHelp = errors.New("help requested")
+
+// parseConfig reads args (without the program name) and the environment. A flag given on
+// the command line wins over its environment variable. Errors name the flag and value.
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*config, []string, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("crier", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Addr, "addr", ":8080", "listen `address` (host:port)")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "*", "comma-separated `origins` allowed to read streams and publish from a browser (* for any)")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "write a comment line to every idle stream this often")
+	fs.DurationVar(&c.Retry, "retry", 3*time.Second, "reconnection delay sent to clients in the retry: field")
+	fs.IntVar(&c.History, "history", 1000, "number of most recent events kept for resume (0 disables resume)")
+	fs.IntVar(&c.Buffer, "buffer", 256, "events queued per subscriber before it counts as slow and is cut off")
+	fs.IntVar(&c.MaxSubscribers, "max-subscribers", 0, "open streams allowed at once (0: unlimited)")
+	fs.BoolVar(&c.Presence, "presence", true, "broadcast new_user/user_left events (false: none, for very large audiences)")
+	c.MaxBody = 1 << 20
+	fs.Var(&c.MaxBody, "max-body", "largest publish body accepted, in bytes with an optional KiB/MiB suffix")
+	fs.StringVar(&c.PublishToken, "publish-token", "", "bearer `token` required by POST /publish (empty: a random one, logged once at start-up)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "redis://host:port/db to run as one node of a cluster (empty: single node, in memory)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for streams to drain")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.Usage = func() { usage(stdout, fs) }
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return nil, nil, errHelp
+		}
+		return nil, nil, err
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return nil, nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, nil, err
+	}
+	return c, fs.Args(), nil
+}
+
+// applyEnv sets every flag not given on the command line from its CRIER_* variable.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("invalid value %q for %s (flag -%s): %v", v, name, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+// envName maps a flag name to its environment variable: -max-subscribers is CRIER_MAX_SUBSCRIBERS.
+func envName(flagName string) string {
+	return "CRIER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (c *config) validate() error {
+	bad := func(flag string, v any, why string) error {
+		return fmt.Errorf("invalid value %q for flag -%s: %s", fmt.Sprint(v), flag, why)
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		return bad("addr", c.Addr, "want host:port, such as :8080 or 127.0.0.1:8080")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"shutdown-timeout", c.ShutdownTimeout}} {
+		if d.v <= 0 {
+			return bad(d.name, d.v, "must be a positive duration")
+		}
+	}
+	switch {
+	case c.History < 0:
+		return bad("history", c.History, "must not be negative")
+	case c.Buffer < 1:
+		return bad("buffer", c.Buffer, "must be at least 1")
+	case c.MaxSubscribers < 0:
+		return bad("max-subscribers", c.MaxSubscribers, "must not be negative")
+	case c.MaxBody < 1:
+		return bad("max-body", c.MaxBody, "must be at least 1 byte")
+	}
+	if strings.TrimSpace(c.CORSOrigins) == "" {
+		return bad("cors-origins", c.CORSOrigins, "list at least one origin, or *")
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return bad("redis-url", c.RedisURL, "want redis://host:port/db or rediss://host:port/db")
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return bad("log-level", c.LogLevel, err.Error())
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return bad("log-format", c.LogFormat, "want text or json")
+	}
+	return nil
+}
+
+// origins splits -cors-origins.
+func (c *config) origins() []string {
+	var out []string
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// ensureToken makes up a publish token when none was configured.
+func (c *config) ensureToken() {
+	if c.PublishToken != "" {
+		return
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	c.PublishToken = hex.EncodeToString(b[:])
+	c.tokenGenerated = true
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, errors.New("want debug, info, warn or error")
+}
+
+// size is a byte count with an optional KiB or MiB suffix.
+type size int64
+
+func (s *size) String() string {
+	switch v := int64(*s); {
+	case v != 0 && v%(1<<20) == 0:
+		return strconv.FormatInt(v>>20, 10) + "MiB"
+	case v != 0 && v%(1<<10) == 0:
+		return strconv.FormatInt(v>>10, 10) + "KiB"
+	default:
+		return strconv.FormatInt(v, 10)
+	}
+}
+
+func (s *size) Set(v string) error {
+	num, mult := v, int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(v, suffix) {
+			num, mult = strings.TrimSuffix(v, suffix), m
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil {
+		return errors.New("want a number of bytes with an optional KiB or MiB suffix, such as 65536 or 1MiB")
+	}
+	if n < 0 {
+		return errors.New("must not be negative")
+	}
+	if n > (1<<62)/mult {
+		return errors.New("too large")
+	}
+	*s = size(n * mult)
+	return nil
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, `crier: a Server-Sent Events notification service.
+
+Usage:
+  crier [flags]              serve the page, /events, /publish, /healthz, /readyz, /metrics
+  crier [flags] healthcheck  request /healthz on -addr; exit 0 on 200, 1 otherwise
+
+Every flag can also be set with an environment variable: CRIER_ and the flag name in
+upper snake case (-max-subscribers is CRIER_MAX_SUBSCRIBERS). A flag given on the
+command line wins. Durations are Go durations (15s, 1m); sizes are bytes with an
+optional KiB/MiB suffix (65536, 1MiB).
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprintln(w, "\nEach flag's variable:")
+	fs.VisitAll(func(f *flag.Flag) { fmt.Fprintf(w, "  -%-18s %s\n", f.Name, envName(f.Name)) })
+}

@@ -1,0 +1,141 @@
+// Package handlers is crier's HTTP face: the chi router, CORS, the page, the SSE stream,
+// publishing, health and metrics. It translates HTTP to broker calls and back.
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/cors"
+
+	"github.com/crierhq/crier/broker"
+)
+
+// Broker is what the handlers need of a broker: the in-memory one or a cross-node one.
+type Broker interface {
+	Subscribe(broker.Request) (*broker.Subscription, error)
+	Publish(context.Context, broker.Message) (broker.Receipt, error)
+	// Ready returns nil while subscribing and publishing work.
+	Ready() error
+}
+
+// Options configure the handler. Zero fields take the defaults noted.
+type Options struct {
+	Broker Broker       // required
+	Logger *slog.Logger // nil discards logs
+	// Templates holds index.html; Static holds the page's assets served under /static/.
+	Templates fs.FS
+	Static    fs.FS
+	// CORSOrigins lists origins allowed to read streams and publish from a browser;
+	// nil or ["*"] allows any.
+	CORSOrigins []string
+	Heartbeat   time.Duration // comment on idle streams this often; default 15s
+	Retry       time.Duration // reconnection delay sent to clients; default 3s
+	// WriteTimeout bounds each write to a stream, so a client that stopped reading
+	// frees its stream; default 30s.
+	WriteTimeout time.Duration
+	MaxBody      int64  // largest publish body; default 1 MiB
+	PublishToken string // bearer token for POST /publish; required
+	// Metrics serves GET /metrics; nil answers 404.
+	Metrics http.Handler
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.Retry <= 0 {
+		o.Retry = 3 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if len(o.CORSOrigins) == 0 {
+		o.CORSOrigins = []string{"*"}
+	}
+}
+
+// New returns crier's HTTP handler.
+func New(o Options) (http.Handler, error) {
+	o.setDefaults()
+	if o.Broker == nil {
+		return nil, fmt.Errorf("handlers: no broker")
+	}
+	if o.PublishToken == "" {
+		return nil, fmt.Errorf("handlers: no publish token")
+	}
+	page, err := newPage(o.Templates, o.Static)
+	if err != nil {
+		return nil, err
+	}
+	ev := &eventsHandler{broker: o.Broker, log: o.Logger, retry: o.Retry, stream: streamer{
+		heartbeat:    o.Heartbeat,
+		writeTimeout: o.WriteTimeout,
+		opening:      retryField(o.Retry.Milliseconds()),
+	}}
+	pub := &publishHandler{broker: o.Broker, log: o.Logger, token: []byte(o.PublishToken), maxBody: o.MaxBody, retry: o.Retry}
+
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, recoverer(o.Logger), cors.Handler(cors.Options{
+		AllowedOrigins: o.CORSOrigins,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodOptions},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Cache-Control"},
+		ExposedHeaders: []string{"Retry-After"},
+		MaxAge:         600,
+	}))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
+	})
+	r.Get("/", page.index)
+	r.Get("/static/*", page.static)
+	r.Get("/events", ev.ServeHTTP)
+	r.Post("/publish", pub.ServeHTTP)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := o.Broker.Ready(); err != nil {
+			writeBrokerError(w, err, retrySeconds(o.Retry))
+			return
+		}
+		writeJSON(w, map[string]string{"status": "ready"})
+	})
+	if o.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", o.Metrics)
+	}
+	return r, nil
+}
+
+// recoverer turns a panic into a logged JSON 500. A panic is a bug; the process survives it.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.Error("handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(v),
+						"request_id", middleware.GetReqID(r.Context()))
+					writeError(w, http.StatusInternalServerError, "internal error")
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func retrySeconds(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }

@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/crierhq/crier/broker"
+)
+
+// streamer writes a subscription to an HTTP response as Server-Sent Events. It is the one
+// place that knows how a stream is written: queue draining, coalescing, flushing and
+// heartbeats.
+type streamer struct {
+	heartbeat    time.Duration
+	writeTimeout time.Duration
+	opening      []byte // the retry field, sent first
+}
+
+// serve streams until the client leaves, the subscription ends or a write fails, and
+// returns why, for the log.
+func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription) string {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if err := st.write(w, rc, st.opening); err != nil {
+		return closeReason(err)
+	}
+
+	tick := time.NewTicker(st.heartbeat)
+	defer tick.Stop()
+	var batch []*broker.Event
+	active := false // something was written since the last tick
+	for {
+		select {
+		case <-r.Context().Done():
+			return closeReason(nil)
+		case <-tick.C:
+			if !active {
+				if err := st.write(w, rc, heartbeat); err != nil {
+					return closeReason(err)
+				}
+			}
+			active = false
+		case <-sub.Ready():
+			var err error
+			batch, err = sub.Take(batch[:0])
+			if len(batch) > 0 {
+				werr := st.writeBatch(w, rc, batch)
+				clear(batch)
+				if werr != nil {
+					return closeReason(werr)
+				}
+				active = true
+			}
+			if err != nil {
+				return closeReason(err)
+			}
+		}
+	}
+}
+
+// writeBatch writes every event of batch and flushes once.
+func (st *streamer) writeBatch(w http.ResponseWriter, rc *http.ResponseController, batch []*broker.Event) error {
+	st.deadline(rc)
+	for _, ev := range batch {
+		if _, err := w.Write(ev.Wire()); err != nil {
+			return errWrite
+		}
+	}
+	return st.flush(rc)
+}
+
+func (st *streamer) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
+	st.deadline(rc)
+	if _, err := w.Write(b); err != nil {
+		return errWrite
+	}
+	return st.flush(rc)
+}
+
+func (st *streamer) flush(rc *http.ResponseController) error {
+	if err := rc.Flush(); err != nil {
+		return errWrite
+	}
+	return nil
+}
+
+// deadline bounds the next write, replacing the server's WriteTimeout, which a stream
+// that lives for hours must not have.
+func (st *streamer) deadline(rc *http.ResponseController) {
+	_ = rc.SetWriteDeadline(time.Now().Add(st.writeTimeout))
+}
+
+var errWrite = errors.New("write to stream failed")

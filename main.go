@@ -1,0 +1,146 @@
+// Command crier is a Server-Sent Events notification service: browsers and scripts open
+// /events, applications POST /publish, and every stream hears who comes and goes.
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers"
+)
+
+//go:embed templates static
+var assets embed.FS
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is crier from its arguments to its exit code: 0 after a clean shutdown, 1 when it
+// cannot serve, 2 for bad flags.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	check := len(args) > 0 && args[0] == "healthcheck"
+	if check {
+		args = args[1:]
+	}
+	cfg, rest, err := parseConfig(args, getenv, stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "crier: %v\n", err)
+		return 2
+	}
+	if len(rest) == 1 && rest[0] == "healthcheck" && !check {
+		check, rest = true, nil
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "crier: unexpected argument %q (the only subcommand is healthcheck)\n", rest[0])
+		return 2
+	}
+	if check {
+		return healthcheck(cfg.Addr, stderr)
+	}
+	return serve(ctx, cfg, newLogger(cfg, stderr))
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel) // validated by parseConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the service until ctx is done, then shuts down within cfg.ShutdownTimeout.
+func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
+	if cfg.RedisURL != "" {
+		log.Error("-redis-url is not supported by this build yet")
+		return 1
+	}
+	b := broker.New(broker.Options{
+		History:        cfg.History,
+		Buffer:         cfg.Buffer,
+		MaxSubscribers: cfg.MaxSubscribers,
+		Presence:       cfg.Presence,
+		Encode:         handlers.EncodeEvent,
+	})
+	cfg.ensureToken()
+	if cfg.tokenGenerated {
+		log.Warn("no -publish-token given; generated one for this run", "publish_token", cfg.PublishToken)
+	}
+	templates, _ := fs.Sub(assets, "templates")
+	static, _ := fs.Sub(assets, "static")
+	h, err := handlers.New(handlers.Options{
+		Broker:       b,
+		Logger:       log,
+		Templates:    templates,
+		Static:       static,
+		CORSOrigins:  cfg.origins(),
+		Heartbeat:    cfg.Heartbeat,
+		Retry:        cfg.Retry,
+		MaxBody:      int64(cfg.MaxBody),
+		PublishToken: cfg.PublishToken,
+	})
+	if err != nil {
+		log.Error("cannot build the HTTP handler", "err", err)
+		return 1
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		log.Error("cannot listen", "addr", cfg.Addr, "err", err)
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Streams replace this with a deadline per write; other responses keep it.
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// http.Server.Shutdown waits for handlers to return, and a stream never does by
+	// itself: closing the broker ends every stream.
+	srv.RegisterOnShutdown(b.Close)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("crier listening", "addr", ln.Addr().String(), "presence", cfg.Presence,
+		"history", cfg.History, "buffer", cfg.Buffer, "max_subscribers", cfg.MaxSubscribers)
+
+	select {
+	case err := <-served:
+		log.Error("server stopped", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	b.Close() // readyz turns 503, new streams are refused, open streams end
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown timed out; closing the remaining connections", "err", err)
+		_ = srv.Close()
+	}
+	<-served
+	log.Info("stopped")
+	return 0
+}
