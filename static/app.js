@@ -167,7 +167,7 @@
           time: obj.time,
           text: joined ? "New user connected" : "User disconnected",
           detail: (who ? "subscriber " + who + " · " : "") +
-            (typeof obj.subscribers === "number" ? plural(obj.subscribers, "subscriber") + " now" : ""),
+            (typeof obj.subscribers === "number" ? plural(obj.subscribers, "subscriber") + "\u00a0now" : ""),
         });
         break;
       }
@@ -192,7 +192,7 @@
   }
 
   function plural(n, word) {
-    return n + " " + word + (n === 1 ? "" : "s");
+    return n + "\u00a0" + word + (n === 1 ? "" : "s");
   }
 
   // describe picks a line a person reads: a string payload, or its "message"
@@ -313,6 +313,7 @@
 
   ui.token.value = load(TOKEN_KEY);
   ui.names.value = load(NAMES_KEY);
+  if (ui.names.value) $("more").open = true;
   const fromURL = new URLSearchParams(location.search).getAll("topic");
   ui.topics.value = fromURL.join(", ");
 

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -436,44 +438,53 @@ func TestPublishReachesEveryTab(t *testing.T) {
 	}
 }
 
-// screenshots writes the page at a desktop and at a phone width into docs/.
+// screenshots writes the page into docs/: at a desktop size, at a phone size, and
+// at the desktop size in the dark colour scheme.
 func screenshots(t *testing.T, tb *tab) {
 	t.Helper()
 	dir := filepath.Join(testenv.Root(), "docs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Errorf("screenshots: %v", err)
+		return
+	}
+	phone := []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch}
 	shots := []struct {
 		file          string
 		width, height int64
+		scheme        string
 		opts          []chromedp.EmulateViewportOption
 	}{
-		{"screenshot.png", 1280, 860, nil},
-		{"screenshot-phone.png", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch}},
+		{"screenshot.png", 1280, 860, "light", nil},
+		{"screenshot-phone.png", 390, 844, "light", phone},
+		{"screenshot-dark.png", 1280, 860, "dark", nil},
 	}
 	for _, s := range shots {
 		ctx, cancel := context.WithTimeout(tb.ctx, wait)
-		// Blur the button and let the layout settle at the new size before the shot.
+		scheme := chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tgt, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: s.scheme}},
+			})
+			return err
+		})
+		// Blur the button, scroll to the top and let the layout settle before the shot.
 		err := chromedp.Do(ctx,
 			chromedp.EmulateViewport(s.width, s.height, s.opts...),
-			chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`),
+			scheme,
+			chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)`),
 			chromedp.Evaluate[chromedp.Void](`new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`, chromedp.EvalAwaitPromise))
 		var png []byte
 		if err == nil {
 			png, err = chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		}
 		cancel()
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, s.file), png, 0o644)
+		}
 		if err != nil {
 			t.Errorf("screenshot %s: %v", s.file, err)
 			continue
 		}
-		path := filepath.Join(dir, s.file)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Errorf("screenshot: %v", err)
-			continue
-		}
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Errorf("screenshot: %v", err)
-			continue
-		}
-		t.Logf("wrote %s (%d bytes)", path, len(png))
+		t.Logf("wrote docs/%s (%d bytes)", s.file, len(png))
 	}
 }
 
@@ -499,6 +510,9 @@ func TestReconnectsAfterServerRestart(t *testing.T) {
 	if !eval[bool](t, a, `window.sameDocument === true`) {
 		t.Fatalf("the page was reloaded; it should reconnect in place")
 	}
+	// The browser resumed with its Last-Event-ID, which the new process (history in
+	// memory) cannot replay: the page shows the server's missed notice as a warning.
+	a.waitFor(t, "the missed warning", `has("missed", "could not be replayed") && items("missed")[0].classList.contains("item-warning")`)
 	publish(t, srv, `{"data":"back after the restart"}`)
 	a.waitFor(t, "an event after the restart", `has("message", "back after the restart")`)
 	a.waitFor(t, "the count after the restart", `count() === "1"`)
