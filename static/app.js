@@ -91,7 +91,9 @@
   function setState(s) {
     ui.state.textContent = s;
     ui.state.dataset.state = s;
-    document.body.dataset.state = s;
+    // Off the stream the count is only the last one known; the next presence
+    // event (our own arrival) makes it current again.
+    if (s !== "live") ui.count.dataset.stale = "true";
   }
 
   function streamURL(withResume) {
@@ -157,7 +159,10 @@
     switch (ev.type) {
       case "new_user":
       case "user_left": {
-        if (typeof obj.subscribers === "number") ui.count.textContent = String(obj.subscribers);
+        if (typeof obj.subscribers === "number") {
+          ui.count.textContent = String(obj.subscribers);
+          delete ui.count.dataset.stale;
+        }
         const joined = ev.type === "new_user";
         const who = typeof obj.subscriber === "string" ? obj.subscriber : "";
         add({
