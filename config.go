@@ -59,11 +59,11 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for streams to drain")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
-	fs.Usage = func() { usage(stdout, fs) }
+	fs.Usage = func() {} // the flag package calls it on every error: no usage dump then
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			usage(stdout, fs)
 			return nil, nil, errHelp
 		}
 		return nil, nil, err

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigDefaultsEnvAndFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(*config) bool
+	}{
+		{"defaults", nil, nil, func(c *config) bool {
+			return c.Addr == ":8080" && c.CORSOrigins == "*" && c.Heartbeat == 15*time.Second &&
+				c.Retry == 3*time.Second && c.History == 1000 && c.Buffer == 256 && c.MaxSubscribers == 0 &&
+				c.Presence && c.MaxBody == 1<<20 && c.PublishToken == "" && c.RedisURL == "" &&
+				c.ShutdownTimeout == 10*time.Second && c.LogFormat == "text" && c.LogLevel == "info"
+		}},
+		{"env", nil, map[string]string{
+			"CRIER_MAX_SUBSCRIBERS": "5", "CRIER_PRESENCE": "false", "CRIER_MAX_BODY": "64KiB",
+			"CRIER_HEARTBEAT": "1m", "CRIER_PUBLISH_TOKEN": "tok", "CRIER_CORS_ORIGINS": "https://a.example,https://b.example",
+			"CRIER_REDIS_URL": "redis://127.0.0.1:6379/0", "CRIER_LOG_FORMAT": "json",
+		}, func(c *config) bool {
+			return c.MaxSubscribers == 5 && !c.Presence && c.MaxBody == 64<<10 && c.Heartbeat == time.Minute &&
+				c.PublishToken == "tok" && len(c.origins()) == 2 && c.RedisURL != "" && c.LogFormat == "json"
+		}},
+		{"a flag wins over its variable", []string{"-history", "7", "-max-body", "2MiB"},
+			map[string]string{"CRIER_HISTORY": "9", "CRIER_MAX_BODY": "1"},
+			func(c *config) bool { return c.History == 7 && c.MaxBody == 2<<20 }},
+		{"plain bytes", []string{"-max-body", "65536"}, nil, func(c *config) bool { return c.MaxBody == 65536 }},
+		{"history 0", []string{"-history=0"}, nil, func(c *config) bool { return c.History == 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rest, err := parseConfig(tc.args, env(tc.env), &bytes.Buffer{})
+			if err != nil || len(rest) != 0 {
+				t.Fatalf("parseConfig: %v (rest %v)", err, rest)
+			}
+			if !tc.check(c) {
+				t.Errorf("config %+v", *c)
+			}
+		})
+	}
+}
+
+func TestBadValuesExit2WithOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		mention string // the flag or variable the line must name
+		value   string
+	}{
+		{"unparsable duration", []string{"-heartbeat", "soon"}, nil, "-heartbeat", "soon"},
+		{"negative duration", []string{"-retry", "-1s"}, nil, "-retry", "-1s"},
+		{"zero shutdown timeout", []string{"-shutdown-timeout", "0s"}, nil, "-shutdown-timeout", "0s"},
+		{"negative size", []string{"-max-body", "-5"}, nil, "-max-body", "-5"},
+		{"unknown size suffix", []string{"-max-body", "1MB"}, nil, "-max-body", "1MB"},
+		{"negative history", []string{"-history", "-1"}, nil, "-history", "-1"},
+		{"zero buffer", []string{"-buffer", "0"}, nil, "-buffer", "0"},
+		{"not a number", []string{"-max-subscribers", "many"}, nil, "-max-subscribers", "many"},
+		{"not a bool", []string{"-presence=maybe"}, nil, "-presence", "maybe"},
+		{"unknown log format", []string{"-log-format", "xml"}, nil, "-log-format", "xml"},
+		{"unknown log level", []string{"-log-level", "loud"}, nil, "-log-level", "loud"},
+		{"bad address", []string{"-addr", "nowhere"}, nil, "-addr", "nowhere"},
+		{"bad redis url", []string{"-redis-url", "http://x"}, nil, "-redis-url", "http://x"},
+		{"unknown flag", []string{"-colour"}, nil, "-colour", ""},
+		{"bad variable", nil, map[string]string{"CRIER_HEARTBEAT": "often"}, "CRIER_HEARTBEAT", "often"},
+		{"negative size variable", nil, map[string]string{"CRIER_MAX_BODY": "-1KiB"}, "CRIER_MAX_BODY", "-1KiB"},
+		{"stray argument", []string{"serve"}, nil, "serve", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, env(tc.env), &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2 (stderr %q)", code, stderr.String())
+			}
+			line := stderr.String()
+			if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+				t.Errorf("stderr is not one line: %q", line)
+			}
+			if !strings.Contains(line, tc.mention) || !strings.Contains(line, tc.value) {
+				t.Errorf("stderr %q does not name %s and %q", line, tc.mention, tc.value)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("a usage dump went to stdout: %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, env(nil), &stdout, &stderr); code != 0 {
+		t.Fatalf("-h exit %d", code)
+	}
+	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-buffer",
+		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
+		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("-h output lacks %s", want)
+		}
+	}
+}
+
+func TestSizeRoundTrip(t *testing.T) {
+	for _, in := range []string{"1MiB", "64KiB", "65537", "0"} {
+		var s size
+		if err := s.Set(in); err != nil {
+			t.Fatalf("Set(%q): %v", in, err)
+		}
+		if got := s.String(); got != in {
+			t.Errorf("Set(%q).String() = %q", in, got)
+		}
+	}
+}

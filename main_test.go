@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crierhq/crier/internal/testenv"
+)
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	p := testenv.Start(t, nil)
+	for _, args := range [][]string{
+		{"healthcheck", "-addr", p.Addr},
+		{"-addr", p.Addr, "healthcheck"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(context.Background(), args, env(nil), io.Discard, &stderr); code != 0 {
+			t.Errorf("%v: exit %d, %s", args, code, stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"healthcheck"}, env(map[string]string{"CRIER_ADDR": testenv.FreeAddr(t)}), io.Discard, &stderr); code != 1 {
+		t.Errorf("healthcheck with nothing listening: exit %d, want 1", code)
+	}
+	if !strings.Contains(stderr.String(), "healthz") {
+		t.Errorf("healthcheck failure says %q", stderr.String())
+	}
+}
+
+// TestShutdown sends SIGTERM to a real crier with a stream open: the stream ends cleanly
+// and the process exits 0 well within -shutdown-timeout.
+func TestShutdown(t *testing.T) {
+	p := testenv.Start(t, []string{"-shutdown-timeout", "5s"})
+	resp, err := http.Get(p.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, _ := r.ReadString('\n'); line != "retry: 3000\n" {
+		t.Fatalf("opening %q", line)
+	}
+
+	start := time.Now()
+	p.Signal(syscall.SIGTERM)
+	if _, err := io.ReadAll(r); err != nil {
+		t.Errorf("the stream did not end cleanly: %v", err)
+	}
+	code, err := p.Wait(5 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d (%v) after SIGTERM, want 0\n%s", code, err, p.Output())
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown took %s, longer than -shutdown-timeout", took)
+	}
+	if !strings.Contains(p.Output(), "shutting down") {
+		t.Errorf("no shutdown log line:\n%s", p.Output())
+	}
+}
+
+func TestGeneratedTokenIsLoggedOnce(t *testing.T) {
+	p := testenv.Start(t, nil)
+	out := p.Output()
+	i := strings.Index(out, "publish_token=")
+	if i < 0 || strings.Count(out, "publish_token=") != 1 {
+		t.Fatalf("want one publish_token= line, got:\n%s", out)
+	}
+	token := strings.Fields(out[i+len("publish_token="):])[0]
+	req, _ := http.NewRequest(http.MethodPost, p.URL+"/publish", strings.NewReader("hi"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("publish with the logged token: %s", resp.Status)
+	}
+}
