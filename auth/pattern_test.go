@@ -1,0 +1,77 @@
+package auth_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/crierhq/crier/auth"
+)
+
+func TestMatch(t *testing.T) {
+	tests := []struct {
+		pattern, topic string
+		want           bool
+	}{
+		{"admin", "admin", true},
+		{"admin", "admins", false},
+		{"admin", "Admin", false},
+		{"user/*", "user/42", true},
+		{"user/*", "user/42/inbox", true},
+		{"user/*", "user/", true},
+		{"user/*", "user", false},
+		{"user/*", "users/42", false},
+		{"*", "anything at all", true},
+		{"*/inbox", "user/42/inbox", true},
+		{"*/inbox", "user/42/inbox/old", false},
+		{"a*b*c", "abc", true},
+		{"a*b*c", "aXbYbZc", true},
+		{"a*b*c", "aXbYcZ", false},
+		{"user/4?", "user/42", false}, // '?' is not special
+		{"user/[0-9]", "user/4", false},
+		{"çà/*", "çà/été", true},
+		{"**", "", true},
+		{"", "", true},
+		{"", "x", false},
+	}
+	for _, tt := range tests {
+		if got := auth.Match(tt.pattern, tt.topic); got != tt.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", tt.pattern, tt.topic, got, tt.want)
+		}
+	}
+}
+
+func TestMatchIsNotExponential(t *testing.T) {
+	pattern := strings.Repeat("a*", 128) + "b"
+	topic := strings.Repeat("a", 256)
+	if auth.Match(pattern, topic) {
+		t.Fatal("matched a topic without b")
+	}
+}
+
+func TestParsePatterns(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"", "", false},
+		{"user/*, admin ,,", "user/*,admin", false},
+		{"a\x01b", "", true},
+		{strings.Repeat("x", 257), "", true},
+		{"\xff", "", true},
+	}
+	for _, tt := range tests {
+		got, err := auth.ParsePatterns(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParsePatterns(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if got.String() != tt.want {
+			t.Errorf("ParsePatterns(%q) = %q, want %q", tt.in, got.String(), tt.want)
+		}
+	}
+	var none auth.Patterns
+	if none.Match("x") {
+		t.Error("the empty set matched a topic")
+	}
+}
