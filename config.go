@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crierhq/crier/auth"
 )
 
 // config is everything the flags and CRIER_* environment variables set.
@@ -31,8 +34,13 @@ type config struct {
 	ShutdownTimeout time.Duration
 	LogFormat       string
 	LogLevel        string
+	PrivateTopics   string // comma-separated patterns
+	JWTKey          string // HMAC secret
+	JWTPublicKey    string // path of a PEM public key
 
-	tokenGenerated bool // PublishToken was made up at start-up
+	tokenGenerated bool           // PublishToken was made up at start-up
+	private        auth.Patterns  // PrivateTopics, parsed
+	tokens         *auth.Verifier // built from JWTKey and JWTPublicKey; nil without either
 }
 
 // errHelp is returned by parseConfig when -h was asked for; usage went to stdout.
@@ -59,6 +67,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for streams to drain")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&c.PrivateTopics, "private-topics", "", "comma-separated topic `patterns` a stream may follow only with a token that grants them ('*' matches any run of characters, '/' included; empty: every topic is public)")
+	fs.StringVar(&c.JWTKey, "jwt-key", "", "HMAC `secret` (at least 32 bytes) that HS256 tokens are verified with and `crier token` signs with; prefer CRIER_JWT_KEY, which ps does not show")
+	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "`path` of a PEM RSA or ECDSA public key that RS256 or ES256 tokens are verified with")
 	fs.Usage = func() {} // the flag package calls it on every error: no usage dump then
 
 	if err := fs.Parse(args); err != nil {
@@ -141,6 +152,43 @@ func (c *config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return bad("log-format", c.LogFormat, "want text or json")
 	}
+	return c.validateAuth(bad)
+}
+
+// validateAuth parses -private-topics and builds the token verifier. The secret is never
+// echoed in an error.
+func (c *config) validateAuth(bad func(string, any, string) error) error {
+	var err error
+	if c.private, err = auth.ParsePatterns(c.PrivateTopics); err != nil {
+		return bad("private-topics", c.PrivateTopics, err.Error())
+	}
+	var keys auth.Keys
+	if c.JWTKey != "" {
+		if len(c.JWTKey) < auth.MinSecretLen {
+			return fmt.Errorf("invalid value for flag -jwt-key (%d bytes, not shown): must be at least %d bytes",
+				len(c.JWTKey), auth.MinSecretLen)
+		}
+		keys.Secret = []byte(c.JWTKey)
+	}
+	if c.JWTPublicKey != "" {
+		data, err := os.ReadFile(c.JWTPublicKey)
+		if err != nil {
+			return bad("jwt-public-key", c.JWTPublicKey, "cannot read the file")
+		}
+		if keys.Public, err = auth.ParsePublicKey(data); err != nil {
+			return bad("jwt-public-key", c.JWTPublicKey, err.Error())
+		}
+	}
+	if keys.Secret == nil && keys.Public == nil {
+		if len(c.private) > 0 {
+			return bad("private-topics", c.PrivateTopics, "no key to verify tokens with: set -jwt-key or -jwt-public-key")
+		}
+		return nil
+	}
+	if c.tokens, err = auth.NewVerifier(keys, nil); err != nil {
+		// Only the public key can still be refused here (RSA too short, unsupported curve).
+		return bad("jwt-public-key", c.JWTPublicKey, strings.TrimPrefix(err.Error(), "auth: "))
+	}
 	return nil
 }
 
@@ -221,6 +269,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 Usage:
   crier [flags]              serve the page, /events, /publish, /healthz, /readyz, /metrics
   crier [flags] healthcheck  request /healthz on -addr; exit 0 on 200, 1 otherwise
+  crier token [token flags]  print a token signed with -jwt-key (crier token -h for its flags)
 
 Every flag can also be set with an environment variable: CRIER_ and the flag name in
 upper snake case (-max-subscribers is CRIER_MAX_SUBSCRIBERS). A flag given on the

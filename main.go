@@ -34,6 +34,9 @@ func main() {
 // run is crier from its arguments to its exit code: 0 after a clean shutdown, 1 when it
 // cannot serve, 2 for bad flags.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(args[1:], getenv(envName("jwt-key")), time.Now(), stdout, stderr)
+	}
 	check := len(args) > 0 && args[0] == "healthcheck"
 	if check {
 		args = args[1:]
@@ -49,8 +52,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(rest) == 1 && rest[0] == "healthcheck" && !check {
 		check, rest = true, nil
 	}
+	if len(rest) > 0 && rest[0] == "token" && !check {
+		return mintToken(rest[1:], cfg.JWTKey, time.Now(), stdout, stderr)
+	}
 	if len(rest) > 0 {
-		fmt.Fprintf(stderr, "crier: unexpected argument %q (the only subcommand is healthcheck)\n", rest[0])
+		fmt.Fprintf(stderr, "crier: unexpected argument %q (the subcommands are healthcheck and token)\n", rest[0])
 		return 2
 	}
 	if check {
@@ -88,15 +94,17 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
 	h, err := handlers.New(handlers.Options{
-		Broker:       b,
-		Logger:       log,
-		Templates:    templates,
-		Static:       static,
-		CORSOrigins:  cfg.origins(),
-		Heartbeat:    cfg.Heartbeat,
-		Retry:        cfg.Retry,
-		MaxBody:      int64(cfg.MaxBody),
-		PublishToken: cfg.PublishToken,
+		Broker:        b,
+		Logger:        log,
+		Templates:     templates,
+		Static:        static,
+		CORSOrigins:   cfg.origins(),
+		Heartbeat:     cfg.Heartbeat,
+		Retry:         cfg.Retry,
+		MaxBody:       int64(cfg.MaxBody),
+		PublishToken:  cfg.PublishToken,
+		PrivateTopics: cfg.private,
+		Tokens:        cfg.tokens,
 	})
 	if err != nil {
 		log.Error("cannot build the HTTP handler", "err", err)
@@ -123,6 +131,10 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.tokens != nil {
+		log.Info("tokens accepted", "private_topics", cfg.private.String(),
+			"hmac_key", cfg.JWTKey != "", "public_key", cfg.JWTPublicKey)
+	}
 	log.Info("crier listening", "addr", ln.Addr().String(), "presence", cfg.Presence,
 		"history", cfg.History, "buffer", cfg.Buffer, "max_subscribers", cfg.MaxSubscribers)
 

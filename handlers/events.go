@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 // subscription to the streamer.
 type eventsHandler struct {
 	broker Broker
+	auth   *authorizer
 	log    *slog.Logger
 	retry  time.Duration
 	stream streamer
@@ -26,6 +28,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	topics, err := parseTopics(q["topic"])
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	expires, err := h.auth.stream(r, topics)
+	var refused *authError
+	if errors.As(err, &refused) {
+		writeAuthError(w, refused)
 		return
 	}
 	req := broker.Request{Topics: topics}
@@ -44,8 +52,16 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	log := h.log.With("subscriber", sub.ID(), "remote", r.RemoteAddr,
 		"topics", strings.Join(topics, ","), "request_id", middleware.GetReqID(r.Context()))
+	if !expires.IsZero() {
+		log = log.With("token_expires", expires.UTC().Format(time.RFC3339))
+	}
 	log.Info("stream opened", "resume", req.LastEventID)
+	r, release := untilExpiry(r, expires)
+	defer release()
 	why := h.stream.serve(w, r, sub)
+	if context.Cause(r.Context()) == errTokenExpired {
+		why = "token expired"
+	}
 	log.Info("stream closed", "reason", why, "events", sub.Sent(), "duration", time.Since(start).Round(time.Millisecond))
 }
 

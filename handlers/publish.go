@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -23,7 +21,7 @@ import (
 type publishHandler struct {
 	broker  Broker
 	log     *slog.Logger
-	token   []byte
+	auth    *authorizer
 	maxBody int64
 	retry   time.Duration
 }
@@ -46,11 +44,13 @@ func reject(status int, msg string) error { return &badRequest{status: status, m
 func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m, err := h.read(w, r)
 	if err != nil {
+		var ae *authError
+		if errors.As(err, &ae) {
+			writeAuthError(w, ae)
+			return
+		}
 		var br *badRequest
 		if errors.As(err, &br) {
-			if br.status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="crier"`)
-			}
 			writeError(w, br.status, br.msg)
 			return
 		}
@@ -70,7 +70,8 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // read authorizes the request and turns it into a valid message.
 func (h *publishHandler) read(w http.ResponseWriter, r *http.Request) (broker.Message, error) {
-	if err := h.authorize(r); err != nil {
+	tok, err := h.auth.publisher(r)
+	if err != nil {
 		return broker.Message{}, err
 	}
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -91,6 +92,9 @@ func (h *publishHandler) read(w http.ResponseWriter, r *http.Request) (broker.Me
 	if err != nil {
 		return broker.Message{}, err
 	}
+	if err := publishTo(tok, m.Topic); err != nil {
+		return broker.Message{}, err
+	}
 	if keys, ok := r.Header["Idempotency-Key"]; ok {
 		if len(keys) != 1 {
 			return broker.Message{}, reject(http.StatusBadRequest, "give one Idempotency-Key")
@@ -101,18 +105,6 @@ func (h *publishHandler) read(w http.ResponseWriter, r *http.Request) (broker.Me
 		m.Key = keys[0]
 	}
 	return m, nil
-}
-
-// authorize checks the bearer token: 401 when there is none, 403 when it is wrong.
-func (h *publishHandler) authorize(r *http.Request) error {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return reject(http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <token>)")
-	}
-	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), h.token) != 1 {
-		return reject(http.StatusForbidden, "the bearer token is not valid")
-	}
-	return nil
 }
 
 // body reads at most maxBody bytes: more is a 413.

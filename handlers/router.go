@@ -8,12 +8,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/cors"
 
+	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 )
 
@@ -42,6 +44,12 @@ type Options struct {
 	WriteTimeout time.Duration
 	MaxBody      int64  // largest publish body; default 1 MiB
 	PublishToken string // bearer token for POST /publish; required
+	// PrivateTopics are the topics a stream may follow only with a token that grants
+	// them (see package auth for the pattern syntax); empty: every topic is public.
+	PrivateTopics auth.Patterns
+	// Tokens verifies the JWTs presented to /events and /publish; nil accepts none, and
+	// then PrivateTopics must be empty.
+	Tokens *auth.Verifier
 	// Metrics serves GET /metrics; nil answers 404.
 	Metrics http.Handler
 }
@@ -76,16 +84,20 @@ func New(o Options) (http.Handler, error) {
 	if o.PublishToken == "" {
 		return nil, fmt.Errorf("handlers: no publish token")
 	}
+	if len(o.PrivateTopics) > 0 && o.Tokens == nil {
+		return nil, fmt.Errorf("handlers: private topics without a token verifier")
+	}
 	page, err := newPage(o.Templates, o.Static)
 	if err != nil {
 		return nil, err
 	}
-	ev := &eventsHandler{broker: o.Broker, log: o.Logger, retry: o.Retry, stream: streamer{
+	az := &authorizer{private: o.PrivateTopics, tokens: o.Tokens, publishToken: []byte(o.PublishToken)}
+	ev := &eventsHandler{broker: o.Broker, auth: az, log: o.Logger, retry: o.Retry, stream: streamer{
 		heartbeat:    o.Heartbeat,
 		writeTimeout: o.WriteTimeout,
 		opening:      retryField(o.Retry.Milliseconds()),
 	}}
-	pub := &publishHandler{broker: o.Broker, log: o.Logger, token: []byte(o.PublishToken), maxBody: o.MaxBody, retry: o.Retry}
+	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, recoverer(o.Logger), cors.Handler(cors.Options{
@@ -94,6 +106,9 @@ func New(o Options) (http.Handler, error) {
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Cache-Control"},
 		ExposedHeaders: []string{"Retry-After"},
 		MaxAge:         600,
+		// A browser sends the token cookie cross-origin only to a server that allows
+		// credentials, which CORS permits for listed origins only, never for "*".
+		AllowCredentials: o.Tokens != nil && !slices.Contains(o.CORSOrigins, "*"),
 	}))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint")
