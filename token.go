@@ -38,7 +38,8 @@ func mintToken(args []string, key string, now time.Time, stdout, stderr io.Write
 	subject := fs.String("sub", "", "the token's subject (sub claim), such as a user id; for logs")
 	// Not the flag's default: -h would print the secret.
 	flagKey := fs.String("jwt-key", "", "HMAC `secret` to sign with (default: the server's -jwt-key or CRIER_JWT_KEY)")
-	fs.Usage = func() {
+	fs.Usage = func() {} // the flag package calls it on every error: no usage dump then
+	usage := func() {
 		fmt.Fprint(stdout, `Usage: crier token -subscribe PATTERNS [-publish PATTERNS] [-ttl 1h] [-sub ID]
 
 Prints a JWT (HS256) that grants the topics given, signed with the -jwt-key secret
@@ -56,7 +57,8 @@ Flags:
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) { // the flag package has printed the usage
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return 0
 		}
 		return fail("%v", err)
