@@ -132,6 +132,9 @@ type jsonMessage struct {
 }
 
 func decodeJSONMessage(body []byte) (broker.Message, error) {
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] != '{' {
+		return broker.Message{}, reject(http.StatusBadRequest, "the body must be a JSON object")
+	}
 	var in jsonMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&in); err != nil {

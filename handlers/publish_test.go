@@ -33,6 +33,8 @@ func TestPublishErrors(t *testing.T) {
 		{"malformed json", "-", "application/json", "", `{"data":`, nil, 400},
 		{"empty json body", "-", "application/json", "", ``, nil, 400},
 		{"array body", "-", "application/json", "", `[1,2]`, nil, 400},
+		{"null body", "-", "application/json", "", `null`, nil, 400},
+		{"string body", "-", "application/json", "", `"hi"`, nil, 400},
 		{"trailing garbage", "-", "application/json", "", `{"data":1} x`, nil, 400},
 		{"two objects", "-", "application/json", "", `{}{}`, nil, 400},
 		{"topic not a string", "-", "application/json", "", `{"topic":5}`, nil, 400},
