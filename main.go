@@ -17,6 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
 )
@@ -91,6 +95,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
 	if cfg.tokenGenerated {
 		log.Warn("no -publish-token given; generated one for this run", "publish_token", cfg.PublishToken)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// When a cross-node bus is configured, also: reg.MustRegister(handlers.BusUp(bus.Ready)).
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
 	h, err := handlers.New(handlers.Options{
@@ -105,6 +112,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
 		PublishToken:  cfg.PublishToken,
 		PrivateTopics: cfg.private,
 		Tokens:        cfg.tokens,
+		Registerer:    reg,
+		Stats:         b.Stats,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ErrorHandling: promhttp.ContinueOnError, // a partial scrape beats a 500
+		}),
 	})
 	if err != nil {
 		log.Error("cannot build the HTTP handler", "err", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crierhq/crier/broker"
 )
@@ -21,6 +22,7 @@ type eventsHandler struct {
 	log    *slog.Logger
 	retry  time.Duration
 	stream streamer
+	closes *prometheus.CounterVec // by closeReason label
 }
 
 func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -60,22 +62,49 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	why := h.stream.serve(w, r, sub)
 	if context.Cause(r.Context()) == errTokenExpired {
-		why = "token expired"
+		why = closedTokenExpired
 	}
-	log.Info("stream closed", "reason", why, "events", sub.Sent(), "duration", time.Since(start).Round(time.Millisecond))
+	h.closes.WithLabelValues(why.label()).Inc()
+	log.Info("stream closed", "reason", why.String(), "events", sub.Sent(),
+		"duration", time.Since(start).Round(time.Millisecond).String())
 }
 
-// closeReason describes in words why a stream ended, for the log.
-func closeReason(err error) string {
+// closeReason is why a stream ended: a metric label and words for the log.
+type closeReason int
+
+const (
+	closedByClient     closeReason = iota // the client went away
+	closedSlow                            // it fell -buffer events behind and was cut off
+	closedShutdown                        // the server is shutting down
+	closedEnded                           // the subscription was ended by the broker
+	closedWriteFailed                     // a write or flush failed or timed out
+	closedTokenExpired                    // the token that allowed private topics expired
+	numCloseReasons
+)
+
+var closeReasonNames = [numCloseReasons]struct{ label, text string }{
+	closedByClient:     {"client", "client went away"},
+	closedSlow:         {"slow", "fell behind"},
+	closedShutdown:     {"shutdown", "server shutting down"},
+	closedEnded:        {"ended", "subscription ended"},
+	closedWriteFailed:  {"write_failed", "write failed"},
+	closedTokenExpired: {"token_expired", "token expired"},
+}
+
+func (r closeReason) label() string  { return closeReasonNames[r].label }
+func (r closeReason) String() string { return closeReasonNames[r].text }
+
+// reasonFor maps what ended a stream to a closeReason; nil means the client left.
+func reasonFor(err error) closeReason {
 	switch {
-	case errors.Is(err, broker.ErrSlow):
-		return "fell behind"
-	case errors.Is(err, broker.ErrClosed):
-		return "server shutting down"
-	case errors.Is(err, broker.ErrEnded):
-		return "subscription ended"
 	case err == nil:
-		return "client went away"
+		return closedByClient
+	case errors.Is(err, broker.ErrSlow):
+		return closedSlow
+	case errors.Is(err, broker.ErrClosed):
+		return closedShutdown
+	case errors.Is(err, broker.ErrEnded):
+		return closedEnded
 	}
-	return "write failed"
+	return closedWriteFailed
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/cors"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
@@ -50,7 +51,15 @@ type Options struct {
 	// Tokens verifies the JWTs presented to /events and /publish; nil accepts none, and
 	// then PrivateTopics must be empty.
 	Tokens *auth.Verifier
-	// Metrics serves GET /metrics; nil answers 404.
+	// Registerer receives the handlers' metrics (publish requests by status, stream
+	// closes by reason) and, with Stats, the broker's totals; nil measures nothing.
+	// Never the global registry: tests build handlers side by side.
+	Registerer prometheus.Registerer
+	// Stats reports the broker's running totals; it is called at every scrape.
+	// Nil leaves them out.
+	Stats func() broker.Stats
+	// Metrics serves GET /metrics (typically promhttp.HandlerFor over the registry
+	// behind Registerer); nil answers 404.
 	Metrics http.Handler
 }
 
@@ -91,8 +100,12 @@ func New(o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(o.Registerer, o.Stats)
+	if err != nil {
+		return nil, fmt.Errorf("handlers: register metrics: %w", err)
+	}
 	az := &authorizer{private: o.PrivateTopics, tokens: o.Tokens, publishToken: []byte(o.PublishToken)}
-	ev := &eventsHandler{broker: o.Broker, auth: az, log: o.Logger, retry: o.Retry, stream: streamer{
+	ev := &eventsHandler{broker: o.Broker, auth: az, log: o.Logger, retry: o.Retry, closes: m.closes, stream: streamer{
 		heartbeat:    o.Heartbeat,
 		writeTimeout: o.WriteTimeout,
 		opening:      retryField(o.Retry.Milliseconds()),
@@ -100,7 +113,7 @@ func New(o Options) (http.Handler, error) {
 	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}
 
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, recoverer(o.Logger), cors.Handler(cors.Options{
+	r.Use(middleware.RequestID, logRequests(o.Logger), recoverer(o.Logger), cors.Handler(cors.Options{
 		AllowedOrigins: o.CORSOrigins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodOptions},
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Cache-Control"},
@@ -119,7 +132,7 @@ func New(o Options) (http.Handler, error) {
 	r.Get("/", page.index)
 	r.Get("/static/*", page.static)
 	r.Get("/events", ev.ServeHTTP)
-	r.Post("/publish", pub.ServeHTTP)
+	r.Post("/publish", m.countPublishes(pub).ServeHTTP)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := o.Broker.Ready(); err != nil {

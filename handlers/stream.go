@@ -19,7 +19,7 @@ type streamer struct {
 
 // serve streams until the client leaves, the subscription ends or a write fails, and
 // returns why, for the log.
-func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription) string {
+func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription) closeReason {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -27,7 +27,7 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := st.write(w, rc, st.opening); err != nil {
-		return closeReason(err)
+		return reasonFor(err)
 	}
 
 	tick := time.NewTicker(st.heartbeat)
@@ -37,11 +37,11 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 	for {
 		select {
 		case <-r.Context().Done():
-			return closeReason(nil)
+			return reasonFor(nil)
 		case <-tick.C:
 			if !active {
 				if err := st.write(w, rc, heartbeat); err != nil {
-					return closeReason(err)
+					return reasonFor(err)
 				}
 			}
 			active = false
@@ -52,12 +52,12 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 				werr := st.writeBatch(w, rc, batch)
 				clear(batch)
 				if werr != nil {
-					return closeReason(werr)
+					return reasonFor(werr)
 				}
 				active = true
 			}
 			if err != nil {
-				return closeReason(err)
+				return reasonFor(err)
 			}
 		}
 	}

@@ -1,0 +1,199 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crierhq/crier/handlers"
+)
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	h, _ := opsHandler(t, nil)
+	srv := opsServer(t, h)
+	c := srv.Client()
+
+	s := opsOpen(t, c, srv.URL+"/events?topic=orders", nil)
+	s.next(t, "new_user", 5*time.Second)
+
+	for _, p := range []struct {
+		token, body string
+		header      http.Header
+		want        int
+	}{
+		{opsToken, `{"data":1}`, nil, 200},
+		{opsToken, `{"topic":"orders","event":"shipped","data":2}`, http.Header{"Idempotency-Key": {"k1"}}, 200},
+		{opsToken, `{"topic":"orders","event":"shipped","data":2}`, http.Header{"Idempotency-Key": {"k1"}}, 200},
+		{"", `{"data":3}`, nil, 401},
+		{"wrong", `{"data":3}`, nil, 403},
+		{opsToken, `{"data":`, nil, 400},
+	} {
+		if got, body := opsPublish(t, c, srv.URL, p.token, p.body, p.header); got != p.want {
+			t.Fatalf("publish %s: got %d %s, want %d", p.body, got, body, p.want)
+		}
+	}
+	first := s.next(t, "message", 5*time.Second)
+	s.next(t, "shipped", 5*time.Second)
+
+	// A second stream resumes after the broadcast and gets the topic event replayed.
+	r := opsOpen(t, c, srv.URL+"/events?topic=orders", http.Header{"Last-Event-Id": {first.ID}})
+	if ev := r.next(t, "shipped", 5*time.Second); ev.Data != "2" {
+		t.Fatalf("replayed data %q, want 2", ev.Data)
+	}
+	opsWaitMetric(t, c, srv.URL, "crier_subscribers", 2)
+	s.Close()
+	r.Close()
+	opsWaitMetric(t, c, srv.URL, `crier_streams_closed_total{reason="client"}`, 2)
+
+	got := opsScrape(t, c, srv.URL)
+	for name, want := range map[string]float64{
+		"crier_subscribers":                                 0,
+		"crier_subscribers_attached_total":                  2,
+		"crier_subscribers_detached_total":                  2,
+		`crier_events_published_total{kind="broadcast"}`:    1,
+		`crier_events_published_total{kind="topic"}`:        1,
+		"crier_publish_duplicates_total":                    1,
+		"crier_replayed_events_total":                       1,
+		"crier_slow_subscribers_total":                      0,
+		`crier_publish_requests_total{code="200"}`:          3,
+		`crier_publish_requests_total{code="400"}`:          1,
+		`crier_publish_requests_total{code="401"}`:          1,
+		`crier_publish_requests_total{code="403"}`:          1,
+		`crier_publish_requests_total{code="503"}`:          0,
+		`crier_streams_closed_total{reason="slow"}`:         0,
+		`crier_streams_closed_total{reason="write_failed"}`: 0,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present: %v), want %v", name, v, ok, want)
+		}
+	}
+	// Live deliveries: to the first stream its new_user, the broadcast, the topic event
+	// and the second stream's new_user; to the second its own new_user.
+	if v := got["crier_deliveries_total"]; v < 5 {
+		t.Errorf("crier_deliveries_total = %v, want at least 5", v)
+	}
+	if v := got["crier_presence_events_total"]; v < 2 {
+		t.Errorf("crier_presence_events_total = %v, want at least 2", v)
+	}
+	for name := range got {
+		if strings.Contains(name, "orders") {
+			t.Errorf("%s: a topic name became a label", name)
+		}
+	}
+}
+
+func TestMetricsOffWithoutRegisterer(t *testing.T) {
+	t.Parallel()
+	h, _ := opsHandler(t, func(o *handlers.Options) { o.Registerer, o.Metrics = nil, nil })
+	srv := opsServer(t, h)
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics without a Metrics handler: %s, want 404", resp.Status)
+	}
+	// Streams and publishes still work with nothing to count them into.
+	if code, body := opsPublish(t, srv.Client(), srv.URL, opsToken, `{"data":1}`, nil); code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+}
+
+func TestBusUp(t *testing.T) {
+	t.Parallel()
+	var err error
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(handlers.BusUp(func() error { return err }))
+	value := func() float64 {
+		mfs, gerr := reg.Gather()
+		if gerr != nil || len(mfs) != 1 || mfs[0].GetName() != "crier_bus_up" {
+			t.Fatalf("gather: %v %v", mfs, gerr)
+		}
+		return mfs[0].GetMetric()[0].GetGauge().GetValue()
+	}
+	if got := value(); got != 1 {
+		t.Fatalf("crier_bus_up with a ready bus = %v, want 1", got)
+	}
+	err = errOpsBus
+	if got := value(); got != 0 {
+		t.Fatalf("crier_bus_up with an unreachable bus = %v, want 0", got)
+	}
+}
+
+type opsError string
+
+func (e opsError) Error() string { return string(e) }
+
+const errOpsBus = opsError("redis unreachable")
+
+func TestLogs(t *testing.T) {
+	t.Parallel()
+	h, logs := opsHandler(t, nil)
+	srv := opsServer(t, h)
+	c := srv.Client()
+
+	s := opsOpen(t, c, srv.URL+"/events?topic=a&topic=b", http.Header{"X-Request-Id": {"req-stream"}})
+	s.next(t, "new_user", 5*time.Second)
+	if code, _ := opsPublish(t, c, srv.URL, opsToken, `{"topic":"a","data":1}`, http.Header{"X-Request-Id": {"req-pub"}}); code != 200 {
+		t.Fatalf("publish: %d", code)
+	}
+	s.next(t, "message", 5*time.Second)
+	s.Close()
+
+	var lines []map[string]any
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines = lines[:0]
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("log line %q is not JSON: %v", l, err)
+			}
+			lines = append(lines, m)
+		}
+		if opsFind(lines, "stream closed") != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	opened, closed := opsFind(lines, "stream opened"), opsFind(lines, "stream closed")
+	if opened == nil || closed == nil {
+		t.Fatalf("no stream opened/closed lines in:\n%s", logs)
+	}
+	for _, m := range []map[string]any{opened, closed} {
+		if m["request_id"] != "req-stream" || m["topics"] != "a,b" || m["subscriber"] == "" || m["remote"] == "" {
+			t.Errorf("stream line lacks its request id, topics, subscriber or remote: %v", m)
+		}
+	}
+	if closed["reason"] != "client went away" || closed["events"] != 2.0 || closed["duration"] == nil {
+		t.Errorf("stream closed line: %v; want reason, events 2 and duration", closed)
+	}
+	if m := opsFind(lines, "published"); m == nil || m["level"] != "DEBUG" || m["request_id"] != "req-pub" {
+		t.Errorf("published line: %v; want a debug line with the request id", m)
+	}
+	req := opsFind(lines, "request")
+	if req == nil || req["request_id"] != "req-pub" || req["status"] != 200.0 || req["path"] != "/publish" {
+		t.Errorf("request line: %v; want the publish with its request id and status", req)
+	}
+	for _, m := range lines {
+		if m["msg"] == "request" && m["path"] == "/events" {
+			t.Errorf("a stream got a request line besides its opened/closed lines: %v", m)
+		}
+	}
+}
+
+func opsFind(lines []map[string]any, msg string) map[string]any {
+	for _, m := range lines {
+		if m["msg"] == msg {
+			return m
+		}
+	}
+	return nil
+}
