@@ -82,15 +82,20 @@ func (st *streamer) write(w http.ResponseWriter, rc *http.ResponseController, b 
 	return st.flush(rc)
 }
 
+// flush sends what was written and lifts the write deadline until the next write.
 func (st *streamer) flush(rc *http.ResponseController) error {
 	if err := rc.Flush(); err != nil {
 		return errWrite
 	}
+	// An idle stream must not time out: on HTTP/2 a pending deadline resets the stream
+	// when it passes, even with no write under way (a -heartbeat longer than the write
+	// timeout would end every stream).
+	_ = rc.SetWriteDeadline(time.Time{})
 	return nil
 }
 
-// deadline bounds the next write, replacing the server's WriteTimeout, which a stream
-// that lives for hours must not have.
+// deadline bounds the next write and flush, replacing the server's WriteTimeout, which a
+// stream that lives for hours must not have.
 func (st *streamer) deadline(rc *http.ResponseController) {
 	_ = rc.SetWriteDeadline(time.Now().Add(st.writeTimeout))
 }
