@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -37,6 +38,9 @@ type config struct {
 	PrivateTopics   string // comma-separated patterns
 	JWTKey          string // HMAC secret
 	JWTPublicKey    string // path of a PEM public key
+	TLSCert         string
+	TLSKey          string
+	H2C             bool
 
 	tokenGenerated bool           // PublishToken was made up at start-up
 	private        auth.Patterns  // PrivateTopics, parsed
@@ -67,6 +71,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for streams to drain")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM `file` with the certificate chain; with -tls-key, serve HTTPS with HTTP/2 and HTTP/1.1 (empty: plain HTTP)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM `file` with the private key of -tls-cert")
+	fs.BoolVar(&c.H2C, "h2c", false, "also accept cleartext HTTP/2 (h2c, prior knowledge) besides HTTP/1.1, for a proxy in front that speaks it; not with -tls-cert")
 	fs.StringVar(&c.PrivateTopics, "private-topics", "", "comma-separated topic `patterns` a stream may follow only with a token that grants them ('*' matches any run of characters, '/' included; empty: every topic is public)")
 	fs.StringVar(&c.JWTKey, "jwt-key", "", "HMAC `secret` (at least 32 bytes) that HS256 tokens are verified with and `crier token` signs with; prefer CRIER_JWT_KEY, which ps does not show")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "`path` of a PEM RSA or ECDSA public key that RS256 or ES256 tokens are verified with")
@@ -152,6 +159,14 @@ func (c *config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return bad("log-format", c.LogFormat, "want text or json")
 	}
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		return bad("tls-key", c.TLSKey, "-tls-cert needs -tls-key")
+	case c.TLSKey != "" && c.TLSCert == "":
+		return bad("tls-cert", c.TLSCert, "-tls-key needs -tls-cert")
+	case c.H2C && c.TLSCert != "":
+		return bad("h2c", c.H2C, "h2c is cleartext HTTP/2; with -tls-cert, HTTP/2 is served over TLS already")
+	}
 	return c.validateAuth(bad)
 }
 
@@ -190,6 +205,22 @@ func (c *config) validateAuth(bad func(string, any, string) error) error {
 		return bad("jwt-public-key", c.JWTPublicKey, strings.TrimPrefix(err.Error(), "auth: "))
 	}
 	return nil
+}
+
+// tls reports whether crier serves HTTPS.
+func (c *config) tls() bool { return c.TLSCert != "" }
+
+// tlsConfig loads the certificate and key named by -tls-cert and -tls-key; nil without TLS.
+// It runs at start-up, so a file that cannot be read is reported before serving.
+func (c *config) tlsConfig() (*tls.Config, error) {
+	if !c.tls() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("invalid value %q for flag -tls-cert (with -tls-key %q): %v", c.TLSCert, c.TLSKey, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // origins splits -cors-origins.

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -64,9 +65,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	if check {
-		return healthcheck(cfg.Addr, stderr)
+		return healthcheck(cfg.Addr, cfg.tls(), stderr)
 	}
-	return serve(ctx, cfg, newLogger(cfg, stderr))
+	tlsConf, err := cfg.tlsConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "crier: %v\n", err)
+		return 2
+	}
+	return serve(ctx, cfg, tlsConf, newLogger(cfg, stderr))
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
@@ -79,7 +85,8 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 }
 
 // serve runs the service until ctx is done, then shuts down within cfg.ShutdownTimeout.
-func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
+// With tlsConf it serves HTTPS.
+func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logger) int {
 	if cfg.RedisURL != "" {
 		log.Error("-redis-url is not supported by this build yet")
 		return 1
@@ -137,18 +144,26 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		TLSConfig:      tlsConf,
+		Protocols:      protocols(tlsConf != nil, cfg.H2C),
 	}
 	// http.Server.Shutdown waits for handlers to return, and a stream never does by
 	// itself: closing the broker ends every stream.
 	srv.RegisterOnShutdown(b.Close)
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			served <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 	if cfg.tokens != nil {
 		log.Info("tokens accepted", "private_topics", cfg.private.String(),
 			"hmac_key", cfg.JWTKey != "", "public_key", cfg.JWTPublicKey)
 	}
-	log.Info("crier listening", "addr", ln.Addr().String(), "presence", cfg.Presence,
+	log.Info("crier listening", "addr", ln.Addr().String(), "protocols", srv.Protocols.String(), "presence", cfg.Presence,
 		"history", cfg.History, "buffer", cfg.Buffer, "max_subscribers", cfg.MaxSubscribers)
 
 	select {
@@ -168,4 +183,15 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) int {
 	<-served
 	log.Info("stopped")
 	return 0
+}
+
+// protocols is what the server speaks: HTTP/1.1 always; HTTP/2 over TLS, where browsers
+// use it and lift their limit of six streams per host; cleartext HTTP/2 only when asked,
+// since browsers never speak it and only a proxy in front would.
+func protocols(tls, h2c bool) *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(tls)
+	p.SetUnencryptedHTTP2(h2c)
+	return &p
 }
