@@ -104,7 +104,8 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	}
 	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-buffer",
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
-		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck"} {
+		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck",
+		"-private-topics", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("-h output lacks %s", want)
 		}
