@@ -355,7 +355,7 @@ func TestTokenExpiryEndsStreamAndResumeLosesNothing(t *testing.T) {
 		var logs lockedLog
 		h, err := handlers.New(handlers.Options{Broker: b, Templates: testTemplates, Static: testStatic,
 			PublishToken: token, PrivateTopics: private, Tokens: v, Heartbeat: time.Hour,
-			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,6 +430,9 @@ func TestTokenExpiryEndsStreamAndResumeLosesNothing(t *testing.T) {
 
 		if strings.Contains(logs.String(), tok) || strings.Contains(logs.String(), fresh) {
 			t.Errorf("the log shows a token:\n%s", logs.String())
+		}
+		if !strings.Contains(logs.String(), "status=401") {
+			t.Errorf("the refused request was not logged at debug:\n%s", logs.String())
 		}
 		if !strings.Contains(logs.String(), `reason="token expired"`) {
 			t.Errorf("the log does not say the token expired:\n%s", logs.String())
