@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -8,13 +9,18 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/crierhq/crier/auth"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 const testKey = "main-test-secret-at-least-32-bytes"
@@ -137,5 +143,67 @@ func TestAuthConfig(t *testing.T) {
 				t.Errorf("stderr %q shows the secret", line)
 			}
 		})
+	}
+}
+
+// TestPrivateTopicsEndToEnd runs the real binary with both kinds of key: a token from
+// `crier token` and one signed ES256 by "a backend" open a private stream; no token or
+// the wrong grant does not.
+func TestPrivateTopicsEndToEnd(t *testing.T) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	pubPath := filepath.Join(t.TempDir(), "pub.pem")
+	if err := os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, []string{"-private-topics", "user/*", "-jwt-public-key", pubPath}, "CRIER_JWT_KEY="+testKey)
+
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"token", "-subscribe", "user/42"}, env(map[string]string{"CRIER_JWT_KEY": testKey}), &out, io.Discard); code != 0 {
+		t.Fatalf("crier token: exit %d", code)
+	}
+	minted := strings.TrimSpace(out.String())
+	backend, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"exp": time.Now().Add(time.Minute).Unix(), "crier": map[string]any{"subscribe": []string{"user/*"}},
+	}).SignedString(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, query, bearer string
+		want                int
+	}{
+		{"no token", "topic=user/42", "", 401},
+		{"crier token, query", "topic=user/42&access_token=" + minted, "", 200},
+		{"crier token, other user", "topic=user/43", minted, 403},
+		{"ES256 backend token", "topic=user/43", backend, 200},
+		{"public topic", "topic=news", "", 200},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, p.URL+"/events?"+tc.query, nil)
+		if tc.bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.bearer)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %s, want %d", tc.name, resp.Status, tc.want)
+		}
+		if tc.want == 200 {
+			if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); line != "retry: 3000\n" {
+				t.Errorf("%s: opening %q", tc.name, line)
+			}
+		}
+		cancel()
+		resp.Body.Close()
+	}
+	if strings.Contains(p.Output(), minted) {
+		t.Errorf("the log shows a token:\n%s", p.Output())
 	}
 }
