@@ -1,8 +1,10 @@
 package auth_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/crierhq/crier/auth"
 )
@@ -74,4 +76,29 @@ func TestParsePatterns(t *testing.T) {
 	if none.Match("x") {
 		t.Error("the empty set matched a topic")
 	}
+}
+
+// FuzzMatch checks Match against a regular expression built from the same pattern.
+func FuzzMatch(f *testing.F) {
+	f.Add("user/*", "user/42")
+	f.Add("a*b*c", "aXbYc")
+	f.Add("**x", "")
+	f.Fuzz(func(t *testing.T, pattern, topic string) {
+		if len(pattern) > 64 || len(topic) > 256 {
+			return
+		}
+		// Match works on bytes; the regexp on runes: compare on valid UTF-8 only.
+		if !utf8.ValidString(pattern) || !utf8.ValidString(topic) {
+			auth.Match(pattern, topic) // must not panic
+			return
+		}
+		parts := strings.Split(pattern, "*")
+		for i, p := range parts {
+			parts[i] = regexp.QuoteMeta(p)
+		}
+		re := regexp.MustCompile(`(?s)\A` + strings.Join(parts, ".*") + `\z`)
+		if got, want := auth.Match(pattern, topic), re.MatchString(topic); got != want {
+			t.Fatalf("Match(%q, %q) = %v, want %v", pattern, topic, got, want)
+		}
+	})
 }
