@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 )
 
 // What sseParser.next found.
@@ -86,15 +87,18 @@ func (p *sseParser) next() (int, error) {
 
 // parseDigits parses a non-empty run of ASCII digits that fits an int64.
 func parseDigits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 || len(b) > 19 {
 		return 0, false
 	}
-	var n int64
+	var n uint64
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
+		n = n*10 + uint64(c-'0')
 	}
-	return n, true
+	if n > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(n), true
 }
