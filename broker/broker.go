@@ -30,6 +30,10 @@ type Options struct {
 	Encode Encoder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Bus, when set, makes the broker one node of a cluster: events are ordered and
+	// numbered by the bus's shared log, which hands them back through Deliver, and
+	// presence counts the whole cluster. Nil keeps everything in this process.
+	Bus Bus
 }
 
 // DefaultBuffer is the queue length used when Options.Buffer is zero.
@@ -61,6 +65,7 @@ type Broker struct {
 	all     map[*Subscription]struct{}
 	byTopic map[string]map[*Subscription]struct{}
 	closed  bool
+	begun   bool // without a Bus always; with one, once Begin has been called
 
 	stats counters
 }
@@ -83,9 +88,16 @@ func New(opts Options) *Broker {
 	if b.encode == nil {
 		b.encode = func(*Event) []byte { return nil }
 	}
+	if opts.Bus != nil {
+		// The bus's log numbers events; until it says where it starts, nothing here is
+		// history.
+		b.hist = newHistory(max(opts.History, 0), 0)
+		return b
+	}
 	// Ids from before this start (an earlier run of the process) are not retained.
 	start, _ := b.clock.next()
 	b.hist = newHistory(max(opts.History, 0), start)
+	b.begun = true
 	return b
 }
 
@@ -93,9 +105,12 @@ func New(opts Options) *Broker {
 // A message whose Key matches a retained event is not sent again: the receipt carries the
 // earlier id. The context is unused in memory; it is part of the signature that a
 // cross-node broker shares.
-func (b *Broker) Publish(_ context.Context, m Message) (Receipt, error) {
+func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	if m.Name == "" {
 		m.Name = NameMessage
+	}
+	if b.opts.Bus != nil {
+		return b.publishBus(ctx, m)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -111,14 +126,34 @@ func (b *Broker) Publish(_ context.Context, m Message) (Receipt, error) {
 	id, t := b.clock.next()
 	ev := &Event{ID: id, Topic: m.Topic, Name: m.Name, Data: m.Data, Key: m.Key, Time: t, retained: true}
 	ev.wire = b.encode(ev)
+	b.retainLocked(ev)
+	b.fanoutLocked(ev)
+	return Receipt{ID: id}, nil
+}
+
+// publishBus hands m to the bus; the event comes back through Deliver.
+func (b *Broker) publishBus(ctx context.Context, m Message) (Receipt, error) {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return Receipt{}, ErrClosed
+	}
+	r, err := b.opts.Bus.Publish(ctx, m)
+	if err == nil && r.Duplicate {
+		b.stats.duplicates.Add(1)
+	}
+	return r, err
+}
+
+// retainLocked keeps a published event in history.
+func (b *Broker) retainLocked(ev *Event) {
 	b.hist.add(ev)
-	if m.Topic == "" {
+	if ev.Topic == "" {
 		b.stats.broadcasts.Add(1)
 	} else {
 		b.stats.topical.Add(1)
 	}
-	b.fanoutLocked(ev)
-	return Receipt{ID: id}, nil
 }
 
 // Subscribe opens a subscription. With r.Resume, the retained events after r.LastEventID
@@ -126,23 +161,44 @@ func (b *Broker) Publish(_ context.Context, m Message) (Receipt, error) {
 // history no longer covers that id (or the id is unknown), a "missed" event precedes the
 // replay of everything retained. With presence on, every subscriber, the new one included,
 // is sent a new_user event.
+//
+// With a Bus, a resume from an id older than this node's own history is served from the
+// bus's log: the subscription is registered first, so that live events queue up while
+// the log is read, and the two are joined without a gap or a duplicate.
 func (b *Broker) Subscribe(r Request) (*Subscription, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return nil, ErrClosed
 	}
 	if b.opts.MaxSubscribers > 0 && len(b.all) >= b.opts.MaxSubscribers {
+		b.mu.Unlock()
 		return nil, ErrFull
 	}
 	s := newSubscription(b, newSubscriberID(), r.Topics, b.opts.Buffer, b.opts.Now())
+	remote := false
 	if r.Resume {
-		s.backlog = b.replayLocked(s, r.LastEventID)
-		b.stats.replayed.Add(uint64(len(s.backlog)))
-		if len(s.backlog) > 0 {
-			s.wake()
+		if b.opts.Bus != nil && !b.coversLocked(r.LastEventID) {
+			remote = true
+		} else {
+			s.backlog = b.replayLocked(s, r.LastEventID)
+			b.stats.replayed.Add(uint64(len(s.backlog)))
+			if len(s.backlog) > 0 {
+				s.wake()
+			}
 		}
 	}
+	seen, begun := b.clock.last, b.begun
+	b.registerLocked(s)
+	b.mu.Unlock()
+	if remote {
+		b.replayRemote(s, r.LastEventID, seen, begun)
+	}
+	return s, nil
+}
+
+// registerLocked adds s to the subscribers and announces it.
+func (b *Broker) registerLocked(s *Subscription) {
 	b.all[s] = struct{}{}
 	for _, t := range s.topics {
 		subs := b.byTopic[t]
@@ -154,24 +210,31 @@ func (b *Broker) Subscribe(r Request) (*Subscription, error) {
 	}
 	b.stats.attached.Add(1)
 	if b.opts.Presence {
-		b.announceLocked(NameNewUser, s)
+		if b.opts.Bus != nil {
+			b.opts.Bus.Joined(s.id)
+		} else {
+			b.announceLocked(NameNewUser, s)
+		}
 	}
-	return s, nil
+}
+
+// coversLocked reports whether this node's own history holds everything after lastID.
+func (b *Broker) coversLocked(lastID string) bool {
+	id, ok := ParseID(lastID)
+	return ok && b.begun && b.hist.covers(id) && id <= b.clock.last
 }
 
 // replayLocked returns what a subscription resuming after lastID is owed from history.
 func (b *Broker) replayLocked(s *Subscription, lastID string) []*Event {
 	id, ok := ParseID(lastID)
 	match := func(ev *Event) bool { return s.follows(ev.Topic) }
-	if ok && b.hist.covers(id) && id <= b.clock.last {
+	if b.coversLocked(lastID) {
 		return b.hist.after(nil, id, match)
 	}
 	if !ok {
 		id = 0
 	}
-	missed := &Event{ID: b.hist.floor, Name: NameMissed, Time: b.opts.Now(), Data: missedData(lastID)}
-	missed.wire = b.encode(missed)
-	return b.hist.after([]*Event{missed}, id, match)
+	return b.hist.after([]*Event{b.missedLocked(lastID, b.hist.floor)}, id, match)
 }
 
 // detach removes s and, unless it was already gone, announces that it left.
@@ -203,7 +266,11 @@ func (b *Broker) removeLocked(s *Subscription) {
 	}
 	b.stats.detached.Add(1)
 	if b.opts.Presence {
-		b.announceLocked(NameUserLeft, s)
+		if b.opts.Bus != nil {
+			b.opts.Bus.Left(s.id)
+		} else {
+			b.announceLocked(NameUserLeft, s)
+		}
 	}
 }
 
@@ -255,12 +322,17 @@ func (b *Broker) Close() {
 	clear(b.byTopic)
 }
 
-// Ready returns ErrClosed once the broker is closed, nil before.
+// Ready returns ErrClosed once the broker is closed; with a Bus, the bus's error while
+// its log cannot be reached; nil otherwise.
 func (b *Broker) Ready() error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
 		return ErrClosed
+	}
+	if b.opts.Bus != nil {
+		return b.opts.Bus.Ready()
 	}
 	return nil
 }

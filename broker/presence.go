@@ -34,3 +34,10 @@ func missedData(lastID string) []byte {
 	b = append(b, quoted...)
 	return append(b, '}')
 }
+
+// PresenceEvent makes the new_user (name NameNewUser) or user_left (NameUserLeft) event
+// that a Bus read from its log: subscriber attached or detached at t, leaving subscribers
+// open streams across the cluster.
+func PresenceEvent(id uint64, t time.Time, name, subscriber string, subscribers int) *Event {
+	return &Event{ID: id, Name: name, Time: t, Data: presenceData(name, subscriber, subscribers, t)}
+}

@@ -20,6 +20,7 @@ type Subscription struct {
 	err     error    // why the subscription ended; nil while it is open
 	ready   chan struct{}
 	sent    uint64 // events handed out by Take
+	skip    uint64 // live events up to this id were replayed already (resume through a Bus)
 }
 
 func newSubscription(b *Broker, id string, topics []string, limit int, now time.Time) *Subscription {
@@ -83,7 +84,7 @@ func (s *Subscription) Close() { s.b.detach(s, ErrEnded) }
 func (s *Subscription) push(ev *Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil {
+	if s.err != nil || ev.ID <= s.skip {
 		return true
 	}
 	if len(s.queue) >= s.limit {
@@ -93,6 +94,30 @@ func (s *Subscription) push(ev *Event) bool {
 	s.queue = append(s.queue, ev)
 	s.wake()
 	return true
+}
+
+// install puts a replay from a Bus in front of the live events queued meanwhile, and
+// drops from those (now and later) the ones up to skip, which the client already has or
+// which the replay holds.
+func (s *Subscription) install(backlog []*Event, skip uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.skip = skip
+	kept := s.queue[:0]
+	for _, ev := range s.queue {
+		if ev.ID > skip {
+			kept = append(kept, ev)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	s.backlog = backlog
+	if len(s.backlog)+len(s.queue) > 0 {
+		s.wake()
+	}
 }
 
 // end marks the subscription ended for reason, unless it already is; it reports whether

@@ -1,0 +1,188 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// Bus links a Broker to the other nodes of a cluster through one shared, ordered log.
+//
+// A Broker with a Bus does not fan out what it publishes: Publish appends the message to
+// the log, and every node, the publishing one included, receives it back in log order
+// through Deliver. Presence changes go the same way, so published and presence events
+// reach every stream of every node in one order. The Bus owns the goroutines that read
+// the log; the Broker starts none.
+type Bus interface {
+	// Publish appends m to the log and returns the id the log gave it. When m.Key
+	// matches an event the log still retains, nothing is appended and the receipt
+	// carries the earlier id with Duplicate set. The error is nil only once the log
+	// holds the event.
+	Publish(ctx context.Context, m Message) (Receipt, error)
+	// Joined and Left tell the cluster that a subscriber of this node attached or
+	// detached; the log then carries the new_user or user_left event. They are called
+	// with the Broker's lock held, so they must not block.
+	Joined(subscriber string)
+	Left(subscriber string)
+	// Replay returns the retained events after the given id that the log holds.
+	Replay(ctx context.Context, after uint64) (Replay, error)
+	// Ready returns nil while the log can be reached.
+	Ready() error
+}
+
+// Replay is what a Bus still holds after an id.
+type Replay struct {
+	// Events are the retained (published) events after the id asked for, oldest first.
+	// Their wire bytes need not be set: the Broker encodes them.
+	Events []*Event
+	// Floor is the newest id the log no longer retains: a replay from an id below it is
+	// incomplete.
+	Floor uint64
+	// Head is the newest id in the log when it was read: an id above it is unknown.
+	Head uint64
+}
+
+// Complete reports whether the replay after id lost nothing.
+func (r Replay) Complete(after uint64) bool { return after >= r.Floor && after <= r.Head }
+
+// replayTimeout bounds how long Subscribe waits for a Bus to replay history.
+const replayTimeout = 5 * time.Second
+
+// futureSlack is how far beyond the wall clock an id may lie and still be believed:
+// ids are microseconds, so a resume id further ahead was not made by crier.
+const futureSlack = time.Minute
+
+// Begin tells the Broker where its Bus starts reading the log: every event after head
+// will be handed to Deliver, in order. Until Begin, a resume that this node cannot serve
+// from its own history starts with a "missed" event.
+func (b *Broker) Begin(head uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.begun = true
+	b.clock.last = max(b.clock.last, head)
+	b.hist = newHistory(max(b.opts.History, 0), b.clock.last)
+}
+
+// Deliver hands the Broker events its Bus read from the log, oldest first. Published
+// events are retained and fanned out exactly as a local Publish would; presence events
+// are fanned out only. An event whose id is not above the newest one delivered is
+// ignored, so a Bus may hand over an event twice. Deliver never blocks on a subscriber.
+func (b *Broker) Deliver(evs ...*Event) {
+	// Encode outside the lock: it is the costly part, and the events are not shared yet.
+	for _, ev := range evs {
+		if ev.Name == "" {
+			ev.Name = NameMessage
+		}
+		ev.retained = ev.Name != NameNewUser && ev.Name != NameUserLeft
+		ev.wire = b.encode(ev)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	for _, ev := range evs {
+		if ev.ID <= b.clock.last {
+			continue
+		}
+		b.clock.last = ev.ID
+		if ev.retained {
+			b.retainLocked(ev)
+		} else {
+			b.stats.presence.Add(1)
+		}
+		b.fanoutLocked(ev)
+	}
+}
+
+// Lost tells the Broker that its Bus may have missed events of the log before the event
+// with id next (the log was trimmed past the reader, or Redis lost data). This node's
+// history no longer vouches for anything older, and every subscription is ended with
+// ErrSlow so that its client reconnects and resumes, learning of the gap from a
+// "missed" event.
+func (b *Broker) Lost(next uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	if next > 0 {
+		b.clock.last = max(b.clock.last, next-1)
+	}
+	b.hist = newHistory(max(b.opts.History, 0), b.clock.last)
+	for s := range b.all {
+		if s.end(ErrSlow) {
+			b.stats.cutoff.Add(1)
+		}
+		b.removeLocked(s)
+	}
+}
+
+// SubscriberIDs returns the ids of the open subscriptions, for a Bus that must tell the
+// cluster again who is here (after Redis lost its state, say).
+func (b *Broker) SubscriberIDs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids := make([]string, 0, len(b.all))
+	for s := range b.all {
+		ids = append(ids, s.id)
+	}
+	return ids
+}
+
+// replayRemote completes the subscription of s, registered while the newest delivered id
+// was seen, with what the Bus still holds after lastID: the events up to seen come from
+// the log, the later ones from the live queue, which skips what the client already has.
+func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun bool) {
+	id, ok := ParseID(lastID)
+	var (
+		rp  Replay
+		err = ErrClosed
+	)
+	if ok && begun {
+		ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
+		rp, err = b.opts.Bus.Replay(ctx, id)
+		cancel()
+	}
+	match := func(ev *Event) bool { return ev.ID <= seen && s.follows(ev.Topic) }
+	var backlog []*Event
+	var skip uint64
+	switch {
+	case !ok:
+		// Not an id crier made: say so, then everything this node holds.
+		b.mu.Lock()
+		backlog = b.hist.after([]*Event{b.missedLocked(lastID, b.hist.floor)}, 0, match)
+		b.mu.Unlock()
+	case err != nil:
+		// The log cannot be read (Redis is unreachable, or this node has not begun to
+		// read it): say so, then what this node holds after the id.
+		b.mu.Lock()
+		backlog = b.hist.after([]*Event{b.missedLocked(lastID, b.hist.floor)}, id, match)
+		b.mu.Unlock()
+		if id <= uint64(b.opts.Now().Add(futureSlack).UnixMicro()) {
+			skip = id
+		}
+	default:
+		if !rp.Complete(id) {
+			b.mu.Lock()
+			backlog = append(backlog, b.missedLocked(lastID, rp.Floor))
+			b.mu.Unlock()
+		}
+		for _, ev := range rp.Events {
+			if ev.ID > id && ev.ID > rp.Floor && match(ev) {
+				ev.retained = true
+				ev.wire = b.encode(ev)
+				backlog = append(backlog, ev)
+			}
+		}
+		skip = min(id, rp.Head)
+	}
+	b.stats.replayed.Add(uint64(len(backlog)))
+	s.install(backlog, skip)
+}
+
+// missedLocked makes the "missed" notice for a resume from lastID, with id floor.
+func (b *Broker) missedLocked(lastID string, floor uint64) *Event {
+	ev := &Event{ID: floor, Name: NameMissed, Time: b.opts.Now(), Data: missedData(lastID)}
+	ev.wire = b.encode(ev)
+	return ev
+}
