@@ -1,0 +1,274 @@
+// Package redisbus makes crier nodes one service through Redis: it is the broker.Bus
+// whose shared log is a Redis stream. It is the only package that imports the Redis
+// client.
+//
+// Publishing on any node appends to the stream with a Lua script that checks the
+// idempotency key, numbers the event (Redis' clock in microseconds, bumped past the
+// newest id) and trims retained history, all in one step. Every node reads the stream in
+// order and hands each event to its broker, which fans it out to the streams it holds.
+// Presence changes are appended to the same stream, so every stream of every node sees
+// one order; cluster counts come from per-node member sets that die with their node.
+package redisbus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crierhq/crier/broker"
+)
+
+// ErrUnreachable is returned by Ready while Redis cannot be reached.
+var ErrUnreachable = errors.New("redisbus: redis is unreachable")
+
+// Options configure a Bus. Zero fields take the defaults noted.
+type Options struct {
+	// URL is redis://[user:password@]host:port/db or rediss:// for TLS. Required.
+	URL string
+	// Prefix starts the name of every key the bus uses; default "crier:". Clusters that
+	// share one Redis database need different prefixes.
+	Prefix string
+	// History is how many published events the log retains for resume and idempotent
+	// retries, like broker.Options.History. Zero keeps none.
+	History int
+	// Slack is how many entries the stream keeps beyond History, so that a node whose
+	// reader falls behind (or presence events between retained ones) does not lose
+	// entries; default 10000. A reader that falls further behind cuts its streams off.
+	Slack int
+	// Beat is how often a node tells Redis it is alive; default 1s.
+	Beat time.Duration
+	// NodeTTL is how long a node that stopped beating still counts; default 5s. Then
+	// any other node announces that its subscribers left.
+	NodeTTL time.Duration
+	// Logger receives connection changes; nil discards them.
+	Logger *slog.Logger
+}
+
+// Bus is a broker.Bus on a Redis stream. Start it with the broker it feeds; Close stops
+// it. Safe for concurrent use.
+type Bus struct {
+	opts   Options
+	rdb    *redis.Client
+	tail   *redis.Client // the reader's own connection, closed to end a blocking read
+	node   string
+	maxlen int
+	log    *slog.Logger
+
+	up atomic.Bool // the reader's last call to Redis succeeded
+
+	mu    sync.Mutex
+	ops   []presenceOp // joins and leaves waiting for the presence worker
+	wake  chan struct{}
+	b     *broker.Broker
+	stop  context.CancelFunc
+	done  sync.WaitGroup
+	start sync.Once
+	close sync.Once
+}
+
+var _ broker.Bus = (*Bus)(nil)
+
+// presenceOp is one join ('j') or leave ('l') of a local subscriber.
+type presenceOp struct {
+	kind byte
+	id   string
+}
+
+// New returns a Bus for the Redis at opts.URL. It does not connect: a Redis that is down
+// at start-up is waited for, not an error.
+func New(opts Options) (*Bus, error) {
+	ro, err := redis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redisbus: %w", err)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "crier:"
+	}
+	if opts.Slack <= 0 {
+		opts.Slack = 10000
+	}
+	if opts.Beat <= 0 {
+		opts.Beat = time.Second
+	}
+	if opts.NodeTTL <= 0 {
+		opts.NodeTTL = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	// A publish must not be sent twice behind the publisher's back: the client's
+	// retries are off, and publishers retry with an Idempotency-Key instead. Fail fast
+	// while Redis is down, so that publishes answer 503 promptly.
+	ro.MaxRetries = -1
+	ro.DialTimeout = 2 * time.Second
+	ro.DialerRetries = 1
+	ro.ReadTimeout = 3 * time.Second
+	ro.WriteTimeout = 3 * time.Second
+	ro.ContextTimeoutEnabled = true
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	tail := *ro
+	tail.PoolSize = 1
+	return &Bus{
+		opts:   opts,
+		rdb:    redis.NewClient(ro),
+		tail:   redis.NewClient(&tail),
+		node:   hex.EncodeToString(raw[:]),
+		maxlen: max(opts.History, 0) + opts.Slack,
+		log:    opts.Logger,
+		wake:   make(chan struct{}, 1),
+	}, nil
+}
+
+// Node is this node's name in Redis.
+func (bus *Bus) Node() string { return bus.node }
+
+// Start begins reading the log into b and keeping this node's presence; call it once,
+// after the broker is made with this Bus in its options.
+func (bus *Bus) Start(b *broker.Broker) {
+	bus.start.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		bus.mu.Lock()
+		bus.b, bus.stop = b, cancel
+		bus.mu.Unlock()
+		bus.done.Add(2)
+		go func() { defer bus.done.Done(); bus.read(ctx, b) }()
+		go func() { defer bus.done.Done(); bus.keepPresence(ctx, b) }()
+	})
+}
+
+// Close stops reading, takes this node out of the cluster (its subscribers are announced
+// as gone) and closes the connections. Close is idempotent.
+func (bus *Bus) Close() error {
+	bus.close.Do(func() {
+		bus.mu.Lock()
+		stop := bus.stop
+		bus.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		_ = bus.tail.Close() // ends the reader's blocking read now
+		bus.done.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := leaveScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, bus.node).Err(); err != nil {
+			bus.log.Warn("could not take this node out of the cluster; it will expire", "err", err)
+		}
+		cancel()
+		_ = bus.rdb.Close()
+	})
+	return nil
+}
+
+// Ready returns ErrUnreachable until the log has been read, and while Redis is down.
+func (bus *Bus) Ready() error {
+	if !bus.up.Load() {
+		return ErrUnreachable
+	}
+	return nil
+}
+
+// opTimeout bounds one call to Redis on behalf of a request.
+const opTimeout = 3 * time.Second
+
+// Publish appends m to the log; see broker.Bus.
+func (bus *Bus) Publish(ctx context.Context, m broker.Message) (broker.Receipt, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	res, err := publishScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, max(bus.opts.History, 0),
+		m.Topic, m.Name, m.Data, m.Key).Slice()
+	if err != nil {
+		return broker.Receipt{}, fmt.Errorf("redisbus: publish: %w", err)
+	}
+	if len(res) != 2 {
+		return broker.Receipt{}, fmt.Errorf("redisbus: publish: unexpected reply %v", res)
+	}
+	id, ok := broker.ParseID(fmt.Sprint(res[0]))
+	if !ok {
+		return broker.Receipt{}, fmt.Errorf("redisbus: publish: bad id %v", res[0])
+	}
+	dup, _ := res[1].(int64)
+	return broker.Receipt{ID: id, Duplicate: dup == 1}, nil
+}
+
+// Replay reads the retained events after an id; see broker.Bus.
+func (bus *Bus) Replay(ctx context.Context, after uint64) (broker.Replay, error) {
+	res, err := replayScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, broker.FormatID(after)).Slice()
+	if err != nil {
+		return broker.Replay{}, fmt.Errorf("redisbus: replay: %w", err)
+	}
+	if len(res) < 2 {
+		return broker.Replay{}, fmt.Errorf("redisbus: replay: unexpected reply")
+	}
+	var rp broker.Replay
+	rp.Floor, _ = broker.ParseID(fmt.Sprint(res[0]))
+	rp.Head, _ = broker.ParseID(fmt.Sprint(res[1]))
+	for _, raw := range res[2:] {
+		e, ok := raw.([]any)
+		if !ok || len(e) != 2 {
+			continue
+		}
+		fields, _ := e[1].([]any)
+		vals := make(map[string]any, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			vals[fmt.Sprint(fields[i])] = fields[i+1]
+		}
+		if ev := toEvent(fmt.Sprint(e[0]), vals); ev != nil {
+			rp.Events = append(rp.Events, ev)
+		}
+	}
+	return rp, nil
+}
+
+// Joined queues a new_user announcement; it never blocks.
+func (bus *Bus) Joined(subscriber string) { bus.queue(presenceOp{'j', subscriber}) }
+
+// Left queues a user_left announcement; it never blocks.
+func (bus *Bus) Left(subscriber string) { bus.queue(presenceOp{'l', subscriber}) }
+
+func (bus *Bus) queue(op presenceOp) {
+	bus.mu.Lock()
+	bus.ops = append(bus.ops, op)
+	bus.mu.Unlock()
+	select {
+	case bus.wake <- struct{}{}:
+	default:
+	}
+}
+
+// entryID reads the event id out of a stream entry id "<id>-0".
+func entryID(s string) (uint64, bool) {
+	ms, _, _ := strings.Cut(s, "-")
+	return broker.ParseID(ms)
+}
+
+// toEvent turns a stream entry into the event it carries; nil for a malformed entry.
+func toEvent(entry string, vals map[string]any) *broker.Event {
+	id, ok := entryID(entry)
+	if !ok {
+		return nil
+	}
+	str := func(k string) string { s, _ := vals[k].(string); return s }
+	t := time.UnixMicro(int64(id))
+	switch str("k") {
+	case "p":
+		return &broker.Event{ID: id, Topic: str("t"), Name: str("e"), Data: []byte(str("d")), Key: str("i"), Time: t}
+	case "j", "l":
+		name := broker.NameNewUser
+		if str("k") == "l" {
+			name = broker.NameUserLeft
+		}
+		n, _ := strconv.Atoi(str("c"))
+		return broker.PresenceEvent(id, t, name, str("s"), n)
+	}
+	return nil
+}
