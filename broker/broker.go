@@ -66,6 +66,9 @@ type Broker struct {
 	byTopic map[string]map[*Subscription]struct{}
 	closed  bool
 	begun   bool // without a Bus always; with one, once Begin has been called
+	// delivered is closed and replaced whenever a Bus delivers events, so that a
+	// publisher can wait for its own event.
+	delivered chan struct{}
 
 	stats counters
 }
@@ -140,10 +143,44 @@ func (b *Broker) publishBus(ctx context.Context, m Message) (Receipt, error) {
 		return Receipt{}, ErrClosed
 	}
 	r, err := b.opts.Bus.Publish(ctx, m)
-	if err == nil && r.Duplicate {
+	if err != nil {
+		return r, err
+	}
+	if r.Duplicate {
 		b.stats.duplicates.Add(1)
 	}
-	return r, err
+	b.awaitDelivery(ctx, r.ID)
+	return r, nil
+}
+
+// deliveryWait bounds how long a publish through a Bus waits for its event to come back.
+const deliveryWait = time.Second
+
+// awaitDelivery waits until this node has delivered the event with id, so that what a
+// publisher sees next on this node (a resume, say) includes its event. The event is in
+// the log already: giving up after deliveryWait loses nothing.
+func (b *Broker) awaitDelivery(ctx context.Context, id uint64) {
+	timer := time.NewTimer(deliveryWait)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		done := b.clock.last >= id || b.closed
+		if b.delivered == nil {
+			b.delivered = make(chan struct{})
+		}
+		wait := b.delivered
+		b.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-wait:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // retainLocked keeps a published event in history.
@@ -211,6 +248,8 @@ func (b *Broker) registerLocked(s *Subscription) {
 	b.stats.attached.Add(1)
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
+			s.gate = true
+			s.gateEnd = uint64(s.started.Add(gateWait).UnixMicro())
 			b.opts.Bus.Joined(s.id)
 		} else {
 			b.announceLocked(NameNewUser, s)
@@ -306,6 +345,14 @@ func (b *Broker) fanoutLocked(ev *Event) {
 	}
 }
 
+// signalDeliveredLocked wakes publishers waiting for their events.
+func (b *Broker) signalDeliveredLocked() {
+	if b.delivered != nil {
+		close(b.delivered)
+		b.delivered = nil
+	}
+}
+
 // Close ends every subscription with ErrClosed and refuses new ones. No presence events
 // are sent: everyone is leaving. Close is idempotent.
 func (b *Broker) Close() {
@@ -315,6 +362,7 @@ func (b *Broker) Close() {
 		return
 	}
 	b.closed = true
+	b.signalDeliveredLocked()
 	for s := range b.all {
 		s.end(ErrClosed)
 	}

@@ -51,6 +51,10 @@ const replayTimeout = 5 * time.Second
 // ids are microseconds, so a resume id further ahead was not made by crier.
 const futureSlack = time.Minute
 
+// gateWait is how long a subscription through a Bus waits for its own new_user before
+// it takes presence events regardless (the announcement was lost to a Redis outage).
+const gateWait = 5 * time.Second
+
 // Begin tells the Broker where its Bus starts reading the log: every event after head
 // will be handed to Deliver, in order. Until Begin, a resume that this node cannot serve
 // from its own history starts with a "missed" event.
@@ -92,6 +96,7 @@ func (b *Broker) Deliver(evs ...*Event) {
 		}
 		b.fanoutLocked(ev)
 	}
+	b.signalDeliveredLocked()
 }
 
 // Lost tells the Broker that its Bus may have missed events of the log before the event

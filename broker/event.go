@@ -41,6 +41,7 @@ type Event struct {
 	Time  time.Time // when the broker accepted it
 
 	retained bool   // kept in history and replayed on resume (presence events are not)
+	who      string // the subscriber a presence event is about
 	wire     []byte // the encoded event, made once by Options.Encode
 }
 

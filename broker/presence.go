@@ -39,5 +39,5 @@ func missedData(lastID string) []byte {
 // that a Bus read from its log: subscriber attached or detached at t, leaving subscribers
 // open streams across the cluster.
 func PresenceEvent(id uint64, t time.Time, name, subscriber string, subscribers int) *Event {
-	return &Event{ID: id, Name: name, Time: t, Data: presenceData(name, subscriber, subscribers, t)}
+	return &Event{ID: id, Name: name, Time: t, Data: presenceData(name, subscriber, subscribers, t), who: subscriber}
 }

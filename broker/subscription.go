@@ -21,6 +21,11 @@ type Subscription struct {
 	ready   chan struct{}
 	sent    uint64 // events handed out by Take
 	skip    uint64 // live events up to this id were replayed already (resume through a Bus)
+	// gate, through a Bus, holds back presence events until the subscription's own
+	// new_user (or, should that never come, an event with an id past gateEnd): those
+	// before it in the log are about a cluster this stream was not part of yet.
+	gate    bool
+	gateEnd uint64
 }
 
 func newSubscription(b *Broker, id string, topics []string, limit int, now time.Time) *Subscription {
@@ -86,6 +91,12 @@ func (s *Subscription) push(ev *Event) bool {
 	defer s.mu.Unlock()
 	if s.err != nil || ev.ID <= s.skip {
 		return true
+	}
+	if s.gate && !ev.retained {
+		if (ev.Name != NameNewUser || ev.who != s.id) && ev.ID <= s.gateEnd {
+			return true
+		}
+		s.gate = false
 	}
 	if len(s.queue) >= s.limit {
 		s.endLocked(ErrSlow)
