@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/broker/redisbus"
 	"github.com/crierhq/crier/handlers"
 )
 
@@ -87,24 +89,40 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 // serve runs the service until ctx is done, then shuts down within cfg.ShutdownTimeout.
 // With tlsConf it serves HTTPS.
 func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logger) int {
-	if cfg.RedisURL != "" {
-		log.Error("-redis-url is not supported by this build yet")
-		return 1
-	}
-	b := broker.New(broker.Options{
+	bopts := broker.Options{
 		History:        cfg.History,
 		Buffer:         cfg.Buffer,
 		MaxSubscribers: cfg.MaxSubscribers,
 		Presence:       cfg.Presence,
 		Encode:         handlers.EncodeEvent,
-	})
+	}
+	var bus *redisbus.Bus
+	if cfg.RedisURL != "" {
+		var err error
+		redisbus.LogClientTo(log)
+		bus, err = redisbus.New(redisbus.Options{URL: cfg.RedisURL, History: cfg.History, Logger: log})
+		if err != nil {
+			log.Error("cannot use -redis-url", "err", err)
+			return 1
+		}
+		bopts.Bus = bus
+	}
+	b := broker.New(bopts)
+	if bus != nil {
+		// Redis may be down now: the bus keeps trying, and /readyz says 503 meanwhile.
+		bus.Start(b)
+		defer bus.Close() // after the streams ended: takes this node out of the cluster
+		log.Info("cluster node", "redis", redactURL(cfg.RedisURL), "node", bus.Node())
+	}
 	cfg.ensureToken()
 	if cfg.tokenGenerated {
 		log.Warn("no -publish-token given; generated one for this run", "publish_token", cfg.PublishToken)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// When a cross-node bus is configured, also: reg.MustRegister(handlers.BusUp(bus.Ready)).
+	if bus != nil {
+		reg.MustRegister(handlers.BusUp(bus.Ready))
+	}
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
 	h, err := handlers.New(handlers.Options{
@@ -194,4 +212,13 @@ func protocols(tls, h2c bool) *http.Protocols {
 	p.SetHTTP2(tls)
 	p.SetUnencryptedHTTP2(h2c)
 	return &p
+}
+
+// redactURL hides the password of a Redis URL for the log.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }

@@ -272,3 +272,14 @@ func toEvent(entry string, vals map[string]any) *broker.Event {
 	}
 	return nil
 }
+
+// LogClientTo sends the Redis client's own messages (one per failed dial, say) to log at
+// debug level instead of stderr; the Bus logs what matters itself. The client's logger is
+// global to the process, so main calls this once.
+func LogClientTo(log *slog.Logger) { redis.SetLogger(clientLog{log}) }
+
+type clientLog struct{ log *slog.Logger }
+
+func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
+	c.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
