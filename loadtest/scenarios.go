@@ -57,6 +57,7 @@ func (r *runner) idle(ctx context.Context) (result, error) {
 	p := newPool(r.c, r.o.topic, r.o.bufSize)
 	defer p.closeAll()
 	before := r.rss()
+	cpu := startCPU(r.pid)
 	took, err := r.openStreams(ctx, p, r.o.streams)
 	res.OpenSeconds = round3(took.Seconds())
 	if err != nil {
@@ -65,6 +66,8 @@ func (r *runner) idle(ctx context.Context) (result, error) {
 	r.logf("settling for %s", r.o.settle)
 	sleepCtx(ctx, r.o.settle)
 	after := r.rss()
+	res.ServerCPU, res.ToolCPU = cpu.stop()
+	res.ServerCPU, res.ToolCPU = round3(res.ServerCPU), round3(res.ToolCPU)
 	res.Streams = p.open.Load()
 	res.RSSBeforeKiB, res.RSSAfterKiB = before, after
 	if before > 0 && after > 0 && res.Streams > 0 {
@@ -144,7 +147,7 @@ func (r *runner) cpuNote(server, tool float64) {
 func (r *runner) presence(ctx context.Context) (result, error) {
 	res := result{Scenario: "presence", ServerCPU: -1}
 	if n := r.o.sequential; n > 0 {
-		secs, got, want, err := r.attachStorm(ctx, n, 1)
+		secs, got, want, err := r.attachStorm(ctx, n, 1, &res)
 		res.SequentialAttaches, res.SequentialSeconds, res.SequentialDeliveries = int64(n), round3(secs), got
 		res.PresenceExpected += want
 		res.PresenceIncomplete = res.PresenceIncomplete || got < want
@@ -154,7 +157,7 @@ func (r *runner) presence(ctx context.Context) (result, error) {
 		sleepCtx(ctx, r.o.settle)
 	}
 	if n := r.o.streams; n > 0 {
-		secs, got, want, err := r.attachStorm(ctx, n, r.o.batch)
+		secs, got, want, err := r.attachStorm(ctx, n, r.o.batch, &res)
 		res.BatchedAttaches, res.Batch, res.BatchedSeconds, res.BatchedDeliveries = int64(n), int64(r.o.batch), round3(secs), got
 		res.PresenceExpected += want
 		res.PresenceIncomplete = res.PresenceIncomplete || got < want
@@ -171,9 +174,14 @@ func (r *runner) presence(ctx context.Context) (result, error) {
 // attachStorm opens n streams, batch at a time, each batch once the previous one is
 // open. The i-th stream to attach (from 1) sees the attaches i..n: n(n+1)/2 new_user
 // deliveries in all, whatever the order within a batch.
-func (r *runner) attachStorm(ctx context.Context, n, batch int) (secs float64, got, want int64, err error) {
+func (r *runner) attachStorm(ctx context.Context, n, batch int, res *result) (secs float64, got, want int64, err error) {
 	p := newPool(r.c, r.o.topic, r.o.bufSize)
-	defer p.closeAll()
+	defer func() {
+		p.closeAll()
+		res.FailedStreams += p.failed.Load()
+		res.RefusedStreams += p.refused.Load()
+		res.DroppedStreams += p.dropped.Load()
+	}()
 	ph := newPhase()
 	want = int64(n) * int64(n+1) / 2
 	ph.presenceWant = want
@@ -192,9 +200,24 @@ func (r *runner) attachStorm(ctx context.Context, n, batch int) (secs float64, g
 		opened += k
 	}
 	attached := time.Since(t0)
-	select {
-	case <-ph.presenceDone:
-	case <-ctx.Done():
+	// Wait for the last deliveries; give up early when they stop coming.
+	last, lastChange := int64(-1), time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ph.presenceDone:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+			if got := ph.presence.Load(); got != last {
+				last, lastChange = got, time.Now()
+			} else if time.Since(lastChange) > 10*time.Second {
+				break wait
+			}
+		}
 	}
 	server, tool := cpu.stop()
 	got = ph.presence.Load()
@@ -202,7 +225,7 @@ func (r *runner) attachStorm(ctx context.Context, n, batch int) (secs float64, g
 		if got == 0 {
 			return 0, got, want, fmt.Errorf("no new_user event arrived: is the server running with -presence=false?")
 		}
-		return 0, got, want, fmt.Errorf("%d of %d new_user deliveries within -timeout %s", got, want, r.o.timeout)
+		return 0, got, want, fmt.Errorf("%d of %d new_user deliveries (gave up after -timeout %s or 10s without one)", got, want, r.o.timeout)
 	}
 	secs = time.Duration(ph.presenceAt.Load() - t0.UnixNano()).Seconds()
 	r.logf("all %d attached in %.3fs; every new_user seen after %.3fs (%.0f deliveries/s)",
