@@ -41,6 +41,8 @@ type config struct {
 	TLSCert         string
 	TLSKey          string
 	H2C             bool
+	MaxStreamsPerIP int
+	HeaderTimeout   time.Duration
 
 	tokenGenerated bool           // PublishToken was made up at start-up
 	private        auth.Patterns  // PrivateTopics, parsed
@@ -77,6 +79,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.StringVar(&c.PrivateTopics, "private-topics", "", "comma-separated topic `patterns` a stream may follow only with a token that grants them ('*' matches any run of characters, '/' included; empty: every topic is public)")
 	fs.StringVar(&c.JWTKey, "jwt-key", "", "HMAC `secret` (at least 32 bytes) that HS256 tokens are verified with and `crier token` signs with; prefer CRIER_JWT_KEY, which ps does not show")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "`path` of a PEM RSA or ECDSA public key that RS256 or ES256 tokens are verified with")
+	fs.IntVar(&c.MaxStreamsPerIP, "max-streams-per-ip", 0, "open streams allowed from one client IP address; more get 429 (0: no cap; behind a proxy every client shares the proxy's address)")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "time a client has to send a request's headers; a slower one is disconnected")
 	fs.Usage = func() {} // the flag package calls it on every error: no usage dump then
 
 	if err := fs.Parse(args); err != nil {
@@ -129,7 +133,7 @@ func (c *config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"shutdown-timeout", c.ShutdownTimeout}} {
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"shutdown-timeout", c.ShutdownTimeout}, {"header-timeout", c.HeaderTimeout}} {
 		if d.v <= 0 {
 			return bad(d.name, d.v, "must be a positive duration")
 		}
@@ -141,6 +145,8 @@ func (c *config) validate() error {
 		return bad("buffer", c.Buffer, "must be at least 1")
 	case c.MaxSubscribers < 0:
 		return bad("max-subscribers", c.MaxSubscribers, "must not be negative")
+	case c.MaxStreamsPerIP < 0:
+		return bad("max-streams-per-ip", c.MaxStreamsPerIP, "must not be negative")
 	case c.MaxBody < 1:
 		return bad("max-body", c.MaxBody, "must be at least 1 byte")
 	}

@@ -143,6 +143,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError, // a partial scrape beats a 500
 		}),
+		MaxStreamsPerAddr: cfg.MaxStreamsPerIP,
 	})
 	if err != nil {
 		log.Error("cannot build the HTTP handler", "err", err)
@@ -156,7 +157,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
 		// Streams replace this with a deadline per write; other responses keep it.
 		WriteTimeout:   30 * time.Second,
 		IdleTimeout:    2 * time.Minute,

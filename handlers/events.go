@@ -23,6 +23,8 @@ type eventsHandler struct {
 	retry  time.Duration
 	stream streamer
 	closes *prometheus.CounterVec // by closeReason label
+	// perAddr caps the streams of one client address.
+	perAddr *addrLimiter
 }
 
 func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +40,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAuthError(w, refused)
 		return
 	}
+	leave, ok := h.perAddr.acquire(r)
+	if !ok {
+		writeTooManyStreams(w, h.perAddr.max, retrySeconds(h.retry))
+		return
+	}
+	defer leave()
 	req := broker.Request{Topics: topics}
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		req.Resume, req.LastEventID = true, id

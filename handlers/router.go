@@ -61,6 +61,9 @@ type Options struct {
 	// Metrics serves GET /metrics (typically promhttp.HandlerFor over the registry
 	// behind Registerer); nil answers 404.
 	Metrics http.Handler
+	// MaxStreamsPerAddr caps the open streams of one client address (the peer's IP:
+	// behind a proxy, the proxy's); beyond it /events answers 429. Zero: no cap.
+	MaxStreamsPerAddr int
 }
 
 func (o *Options) setDefaults() {
@@ -110,6 +113,7 @@ func New(o Options) (http.Handler, error) {
 		writeTimeout: o.WriteTimeout,
 		opening:      retryField(o.Retry.Milliseconds()),
 	}}
+	ev.perAddr = newAddrLimiter(o.MaxStreamsPerAddr)
 	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}
 
 	r := chi.NewRouter()
@@ -132,7 +136,7 @@ func New(o Options) (http.Handler, error) {
 	r.Get("/", page.index)
 	r.Get("/static/*", page.static)
 	r.Get("/events", ev.ServeHTTP)
-	r.Post("/publish", m.countPublishes(pub).ServeHTTP)
+	r.Post("/publish", readWithin(bodyTimeout, m.countPublishes(pub)).ServeHTTP)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := o.Broker.Ready(); err != nil {
