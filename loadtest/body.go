@@ -28,6 +28,11 @@ const maxChunkLine = 1024
 var (
 	errBadChunk    = errors.New("loadtest: malformed chunked encoding")
 	errLineTooLong = errors.New("loadtest: line longer than the read buffer may grow")
+
+	// errWouldBlock is returned by a non-blocking source with nothing to read now. It
+	// passes through bodyReader and sseParser, whose state is kept, so that parsing
+	// resumes where it stopped when more bytes arrive.
+	errWouldBlock = errors.New("loadtest: would block")
 )
 
 // bodyReader reads one HTTP/1.1 connection through a single buffer: first the status and
@@ -221,7 +226,10 @@ func (b *bodyReader) fill() error {
 		b.rend += n
 		b.readAt = time.Now().UnixNano()
 	}
-	if err != nil {
+	switch {
+	case err == errWouldBlock && n == 0:
+		return errWouldBlock // not sticky: the caller reads again once the source is ready
+	case err != nil && err != errWouldBlock:
 		b.srcErr = err
 	}
 	return b.decode()

@@ -66,7 +66,7 @@ func (r *runner) measureSeries(ctx context.Context, levels []int) ([]point, erro
 	if top := levels[len(levels)-1]; top > r.o.streams && r.o.streams > 0 {
 		levels = slices.DeleteFunc(levels, func(n int) bool { return n > r.o.streams })
 	}
-	p := newPool(r.c, r.o.topic, r.o.bufSize)
+	p := newPool(r.c, r.o.topic, r.o.bufSize, r.loops)
 	defer p.closeAll()
 	points := make([]point, len(levels))
 	before := r.rss()

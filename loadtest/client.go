@@ -17,6 +17,7 @@ import (
 // loopback source addresses connections are made from. Safe for concurrent use.
 type client struct {
 	hostport string // "127.0.0.1:8080"
+	ip       [4]byte
 	port     int
 	token    string
 
@@ -58,6 +59,8 @@ func newClient(target, token string, n int) (*client, error) {
 	}
 	n = max(1, min(n, 250*250))
 	c := &client{hostport: hostport, port: port, token: token}
+	host, _, _ := net.SplitHostPort(hostport)
+	copy(c.ip[:], net.ParseIP(host).To4())
 	base := rand.IntN(250 * 250)
 	for i := range n {
 		k := (base + i) % (250 * 250)

@@ -48,6 +48,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -77,6 +79,10 @@ type options struct {
 	sequential, batch int // presence
 
 	levels, out, in string // chart
+
+	cpuProfile string
+	engine     string
+	loops      int
 }
 
 type scenario struct {
@@ -166,6 +172,9 @@ func commonFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&o.sources, "sources", 64, "loopback source addresses (127.1.x.y) to spread connections over")
 	fs.IntVar(&o.concurrency, "concurrency", 256, "streams being opened at once")
 	fs.IntVar(&o.bufSize, "read-buffer", 4096, "initial read buffer per stream, in bytes (it grows for longer lines)")
+	fs.StringVar(&o.engine, "engine", "epoll", "how streams are read: epoll (a few event loops, one read per ready socket)\nor goroutine (a goroutine per stream through net.Conn: simpler, costlier)")
+	fs.IntVar(&o.loops, "loops", runtime.GOMAXPROCS(0), "event loops of the epoll engine")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (to check the tool is not the bottleneck)")
 }
 
 func usage(w io.Writer) {
@@ -247,6 +256,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 	defer watchdog.Stop()
 
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest %s: %v\n", sc.name, err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "loadtest %s: %v\n", sc.name, err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	defer r.close()
 	res, err := sc.run(r, ctx)
 	res.Scenario = sc.name
 	res.ServerPID = r.pid
@@ -292,6 +316,21 @@ func newRunner(o options, stderr io.Writer) (*runner, error) {
 	}
 	if o.publishers < 1 && (o.rate > 0 || o.window > 0) {
 		return nil, errors.New("-publishers must be at least 1")
+	}
+	switch o.engine {
+	case "epoll":
+		table := newFDTable(limit)
+		for range max(o.loops, 1) {
+			l, err := newLoop(table)
+			if err != nil {
+				r.close()
+				return nil, err
+			}
+			r.loops = append(r.loops, l)
+		}
+	case "goroutine":
+	default:
+		return nil, fmt.Errorf("-engine %q: want epoll or goroutine", o.engine)
 	}
 	r.pid = o.pid
 	if r.pid == 0 && o.in == "" {

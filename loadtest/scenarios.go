@@ -11,12 +11,21 @@ import (
 type runner struct {
 	o      options
 	c      *client
-	pid    int // the server's, 0 when unknown
+	pid    int     // the server's, 0 when unknown
+	loops  []*loop // the epoll engine's event loops; nil for a goroutine per stream
 	stderr io.Writer
 	start  time.Time
 
 	// CPU use over the last measured interval, as shares of one core (-1: unknown).
 	serverCPU, toolCPU float64
+}
+
+// close stops the event loops; every pool must be closed first.
+func (r *runner) close() {
+	for _, l := range r.loops {
+		l.stop()
+	}
+	r.loops = nil
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -54,7 +63,7 @@ func (r *runner) openStreams(ctx context.Context, p *pool, n int) (time.Duration
 // idle measures the server's memory per open stream.
 func (r *runner) idle(ctx context.Context) (result, error) {
 	res := result{Scenario: "idle"}
-	p := newPool(r.c, r.o.topic, r.o.bufSize)
+	p := newPool(r.c, r.o.topic, r.o.bufSize, r.loops)
 	defer p.closeAll()
 	before := r.rss()
 	cpu := startCPU(r.pid)
@@ -84,7 +93,7 @@ func (r *runner) idle(ctx context.Context) (result, error) {
 // window allows), waits for the last deliveries and reports.
 func (r *runner) load(ctx context.Context, name string) (result, error) {
 	res := result{Scenario: name}
-	p := newPool(r.c, r.o.topic, r.o.bufSize)
+	p := newPool(r.c, r.o.topic, r.o.bufSize, r.loops)
 	defer p.closeAll()
 	if _, err := r.openStreams(ctx, p, r.o.streams); err != nil {
 		res.fillStreams(p)
@@ -175,7 +184,7 @@ func (r *runner) presence(ctx context.Context) (result, error) {
 // open. The i-th stream to attach (from 1) sees the attaches i..n: n(n+1)/2 new_user
 // deliveries in all, whatever the order within a batch.
 func (r *runner) attachStorm(ctx context.Context, n, batch int, res *result) (secs float64, got, want int64, err error) {
-	p := newPool(r.c, r.o.topic, r.o.bufSize)
+	p := newPool(r.c, r.o.topic, r.o.bufSize, r.loops)
 	defer func() {
 		p.closeAll()
 		res.FailedStreams += p.failed.Load()

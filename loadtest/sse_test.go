@@ -7,12 +7,36 @@ import (
 	"testing"
 )
 
-// collect parses a whole stream and renders what it found, one item per entry.
+// blocking is a non-blocking source: every other read says it would block, as a
+// socket with nothing buffered does for the epoll engine.
+type blocking struct {
+	r    io.Reader
+	turn bool
+}
+
+func (b *blocking) Read(p []byte) (int, error) {
+	b.turn = !b.turn
+	if b.turn {
+		return 0, errWouldBlock
+	}
+	return b.r.Read(p)
+}
+
+// collect parses a whole stream and renders what it found, one item per entry. With
+// sizes, it reads in pieces of those sizes, and every other read would block: the
+// parser must resume where it stopped.
 func collect(in string, sizes []int) ([]string, error) {
-	p := &sseParser{r: newBodyReader(&pieces{data: []byte(in), sizes: sizes}, 16, 1<<12)}
+	var src io.Reader = &pieces{data: []byte(in), sizes: sizes}
+	if sizes != nil {
+		src = &blocking{r: src}
+	}
+	p := &sseParser{r: newBodyReader(src, 16, 1<<12)}
 	var out []string
 	for {
 		kind, err := p.next()
+		if err == errWouldBlock {
+			continue
+		}
 		if err != nil {
 			return out, err
 		}

@@ -34,8 +34,9 @@ func (e *statusError) Error() string {
 // closeAll.
 type pool struct {
 	c       *client
-	request []byte // the GET /events request, the same for every stream
-	bufSize int    // initial read buffer per stream
+	loops   []*loop // the epoll engine's; nil: a goroutine per stream
+	request []byte  // the GET /events request, the same for every stream
+	bufSize int     // initial read buffer per stream
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -54,13 +55,14 @@ type pool struct {
 	firstErr error
 }
 
-func newPool(c *client, topic string, bufSize int) *pool {
+func newPool(c *client, topic string, bufSize int, loops []*loop) *pool {
 	path := "/events"
 	if topic != "" {
 		path += "?topic=" + url.QueryEscape(topic)
 	}
 	p := &pool{
 		c:       c,
+		loops:   loops,
 		bufSize: bufSize,
 		request: fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: crier-loadtest\r\n\r\n", path, c.hostport),
 	}
@@ -98,11 +100,11 @@ func (p *pool) add(ctx context.Context, n, concurrency int) int {
 		if ctx.Err() != nil {
 			break
 		}
-		s := &stream{idx: len(p.streams), pool: p}
+		s := &stream{idx: len(p.streams), pool: p, fd: -1}
 		p.streams = append(p.streams, s)
 		batch.Add(1)
 		p.wg.Add(1)
-		go s.run(func(err error) {
+		s.ready = func(err error) {
 			switch {
 			case err == nil:
 				opened.Add(1)
@@ -118,7 +120,13 @@ func (p *pool) add(ctx context.Context, n, concurrency int) int {
 			}
 			<-sem
 			batch.Done()
-		})
+		}
+		if p.loops == nil {
+			go s.run()
+		} else if err := p.loops[s.idx%len(p.loops)].connect(p.c, s); err != nil {
+			s.ready(err)
+			p.wg.Done()
+		}
 	}
 	batch.Wait()
 	return int(opened.Load())
@@ -142,7 +150,7 @@ func (p *pool) waitOpenAtMost(n int64) {
 	}
 }
 
-// closeAll closes every stream and waits for their goroutines.
+// closeAll closes every stream and waits until each has ended.
 func (p *pool) closeAll() {
 	p.cancel()
 	for _, s := range p.streams {
@@ -151,16 +159,27 @@ func (p *pool) closeAll() {
 	p.wg.Wait()
 }
 
-// stream is one open GET /events. Its goroutine owns everything but mu's fields.
+// stream is one GET /events. The goroutine that reads it (its own, or its loop's) owns
+// everything but mu's fields and the atomics.
 type stream struct {
-	idx  int
-	pool *pool
+	idx   int
+	pool  *pool
+	ready func(error) // called once, when the stream opened or failed to
 
 	mu      sync.Mutex
-	conn    net.Conn
+	conn    net.Conn // goroutine engine
+	fd      int      // epoll engine; -1 once closed
 	closing bool
 
-	live atomic.Bool // open and being read
+	live     atomic.Bool // open and being read
+	readied  atomic.Bool // ready was called
+	timedOut atomic.Bool
+
+	// epoll engine
+	loop      *loop
+	state     int
+	rd        fdReader
+	openTimer *time.Timer
 
 	br     bodyReader
 	sse    sseParser
@@ -173,12 +192,17 @@ type stream struct {
 func (s *stream) close() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wasOpen := !s.closing && s.conn != nil
+	if s.closing {
+		return false
+	}
 	s.closing = true
 	if s.conn != nil {
 		s.conn.Close()
 	}
-	return wasOpen
+	if s.loop != nil && s.fd >= 0 {
+		s.loop.requestClose(s)
+	}
+	return s.live.Load()
 }
 
 func (s *stream) isClosing() bool {
@@ -187,13 +211,14 @@ func (s *stream) isClosing() bool {
 	return s.closing
 }
 
-// run opens the stream, calls ready once with the outcome, then reads it until it ends.
-func (s *stream) run(ready func(error)) {
+// run is the goroutine engine: it opens the stream, calls ready, then reads the stream
+// until it ends.
+func (s *stream) run() {
 	p := s.pool
 	defer p.wg.Done()
 	conn, err := p.c.dial(p.ctx)
 	if err != nil {
-		ready(err)
+		s.ready(err)
 		return
 	}
 	s.mu.Lock()
@@ -202,7 +227,7 @@ func (s *stream) run(ready func(error)) {
 	s.mu.Unlock()
 	defer conn.Close()
 	if closing {
-		ready(errClosing)
+		s.ready(errClosing)
 		return
 	}
 	kind, err := s.open(conn)
@@ -210,16 +235,28 @@ func (s *stream) run(ready func(error)) {
 		if s.isClosing() {
 			err = errClosing
 		}
-		ready(err)
+		s.ready(err)
 		return
 	}
-	s.live.Store(true)
-	p.open.Add(1)
-	ready(nil)
+	s.opened()
 	for err == nil {
 		s.handle(kind)
 		kind, err = s.sse.next()
 	}
+	s.ended(err)
+}
+
+// opened counts the stream as open and reports it.
+func (s *stream) opened() {
+	s.live.Store(true)
+	s.pool.open.Add(1)
+	s.readied.Store(true)
+	s.ready(nil)
+}
+
+// ended counts an open stream's end: dropped unless the tool closed it.
+func (s *stream) ended(err error) {
+	p := s.pool
 	s.live.Store(false)
 	p.open.Add(-1)
 	if !s.isClosing() {
@@ -237,24 +274,32 @@ func (s *stream) open(conn net.Conn) (int, error) {
 		return 0, err
 	}
 	s.br.reset(conn, s.pool.bufSize, 1<<20)
-	h, err := readHeader(&s.br)
-	if err != nil {
+	if err := s.startBody(); err != nil {
 		return 0, err
 	}
-	if h.status != 200 {
-		return 0, &statusError{status: h.status, retryAfter: h.retryAfter}
-	}
-	mode, n := h.bodyMode()
-	if err := s.br.setBody(mode, n); err != nil {
-		return 0, err
-	}
-	s.sse = sseParser{r: &s.br}
 	kind, err := s.sse.next()
 	if err != nil {
 		return 0, err
 	}
 	conn.SetDeadline(time.Time{})
 	return kind, nil
+}
+
+// startBody reads the response header and prepares to parse the event stream.
+func (s *stream) startBody() error {
+	h, err := readHeader(&s.br)
+	if err != nil {
+		return err
+	}
+	if h.status != 200 {
+		return &statusError{status: h.status, retryAfter: h.retryAfter}
+	}
+	mode, n := h.bodyMode()
+	if err := s.br.setBody(mode, n); err != nil {
+		return err
+	}
+	s.sse = sseParser{r: &s.br}
+	return nil
 }
 
 // handle records what the parser found into the current phase.
