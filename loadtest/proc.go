@@ -129,6 +129,9 @@ type cpuMeter struct {
 	wall         time.Time
 	server, tool time.Duration
 	serverOK     bool
+
+	// Set by stop: CPU seconds used over the interval (server: -1 when unknown).
+	serverSecs, toolSecs float64
 }
 
 func startCPU(pid int) *cpuMeter {
@@ -145,11 +148,13 @@ func startCPU(pid int) *cpuMeter {
 // server's is -1 when unknown.
 func (m *cpuMeter) stop() (server, tool float64) {
 	wall := time.Since(m.wall).Seconds()
-	tool = (selfCPU() - m.tool).Seconds() / wall
-	server = -1
+	m.toolSecs = (selfCPU() - m.tool).Seconds()
+	tool = m.toolSecs / wall
+	server, m.serverSecs = -1, -1
 	if m.serverOK {
 		if s, err := cpuTime(m.pid); err == nil {
-			server = (s - m.server).Seconds() / wall
+			m.serverSecs = (s - m.server).Seconds()
+			server = m.serverSecs / wall
 		}
 	}
 	return server, tool

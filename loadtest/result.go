@@ -52,6 +52,8 @@ type result struct {
 	HeartbeatsReceived   int64    `json:"heartbeats,omitempty"`
 	ServerCPU            float64  `json:"server_cpu"` // share of one core while measuring; -1: unknown
 	ToolCPU              float64  `json:"tool_cpu"`
+	ServerCPUSeconds     float64  `json:"server_cpu_seconds"` // CPU time over the same interval
+	ToolCPUSeconds       float64  `json:"tool_cpu_seconds"`
 	ServerPID            int      `json:"server_pid,omitempty"`
 	Seconds              float64  `json:"seconds"` // wall time of the whole run
 	Phases               []result `json:"phases,omitempty"`

@@ -17,7 +17,8 @@ type runner struct {
 	start  time.Time
 
 	// CPU use over the last measured interval, as shares of one core (-1: unknown).
-	serverCPU, toolCPU float64
+	serverCPU, toolCPU   float64
+	serverSecs, toolSecs float64
 }
 
 // close stops the event loops; every pool must be closed first.
@@ -75,8 +76,9 @@ func (r *runner) idle(ctx context.Context) (result, error) {
 	r.logf("settling for %s", r.o.settle)
 	sleepCtx(ctx, r.o.settle)
 	after := r.rss()
-	res.ServerCPU, res.ToolCPU = cpu.stop()
-	res.ServerCPU, res.ToolCPU = round3(res.ServerCPU), round3(res.ToolCPU)
+	r.cpuNote(cpu)
+	res.ServerCPU, res.ToolCPU = r.serverCPU, r.toolCPU
+	res.ServerCPUSeconds, res.ToolCPUSeconds = r.serverSecs, r.toolSecs
 	res.Streams = p.open.Load()
 	res.RSSBeforeKiB, res.RSSAfterKiB = before, after
 	if before > 0 && after > 0 && res.Streams > 0 {
@@ -103,6 +105,7 @@ func (r *runner) load(ctx context.Context, name string) (result, error) {
 	ph := r.measure(ctx, p, r.o.rate)
 	res.fillLoad(ph, p)
 	res.ServerCPU, res.ToolCPU = r.serverCPU, r.toolCPU
+	res.ServerCPUSeconds, res.ToolCPUSeconds = r.serverSecs, r.toolSecs
 	return res, nil
 }
 
@@ -124,8 +127,7 @@ func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	cpu := startCPU(r.pid)
 	publishLoad(ctx, r.c, ph, r.o.publishers, rate, r.o.duration, r.o.size, r.o.topic)
 	ph.drain(ctx, r.o.drain)
-	server, tool := cpu.stop()
-	r.cpuNote(server, tool)
+	r.cpuNote(cpu)
 	s := ph.lat.summary()
 	r.logf("published %d (%d errors), delivered %d of %d, lost %d, duplicates %d; latency p50 %.2f ms p99 %.2f ms max %.2f ms",
 		ph.published.Load(), ph.pubErrors.Load(), ph.unique.Load()+ph.dups.Load(), ph.expected(),
@@ -139,8 +141,11 @@ func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	return ph
 }
 
-func (r *runner) cpuNote(server, tool float64) {
+// cpuNote stops the meter, keeps its figures for the result and logs them.
+func (r *runner) cpuNote(m *cpuMeter) {
+	server, tool := m.stop()
 	r.serverCPU, r.toolCPU = round3(server), round3(tool)
+	r.serverSecs, r.toolSecs = round3(m.serverSecs), round3(m.toolSecs)
 	if server >= 0 {
 		r.logf("CPU: server %.0f%%, tool %.0f%% of one core", 100*server, 100*tool)
 	} else {
@@ -177,6 +182,7 @@ func (r *runner) presence(ctx context.Context) (result, error) {
 	res.Streams = int64(max(r.o.sequential, r.o.streams))
 	res.Deliveries = res.SequentialDeliveries + res.BatchedDeliveries
 	res.ServerCPU, res.ToolCPU = r.serverCPU, r.toolCPU
+	res.ServerCPUSeconds, res.ToolCPUSeconds = r.serverSecs, r.toolSecs
 	return res, nil
 }
 
@@ -228,7 +234,7 @@ wait:
 			}
 		}
 	}
-	server, tool := cpu.stop()
+	r.cpuNote(cpu)
 	got = ph.presence.Load()
 	if got < want {
 		if got == 0 {
@@ -239,6 +245,5 @@ wait:
 	secs = time.Duration(ph.presenceAt.Load() - t0.UnixNano()).Seconds()
 	r.logf("all %d attached in %.3fs; every new_user seen after %.3fs (%.0f deliveries/s)",
 		n, attached.Seconds(), secs, float64(want)/secs)
-	r.cpuNote(server, tool)
 	return secs, got, want, nil
 }
