@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/crierhq/crier/broker"
@@ -235,5 +236,14 @@ func TestShutdownEndsStreams(t *testing.T) {
 	s.Config.Shutdown(t.Context())
 	if _, err := io.ReadAll(st.resp.Body); err != nil {
 		t.Errorf("the stream did not end cleanly: %v", err)
+	}
+}
+
+func TestPageRefusesTemplateActions(t *testing.T) {
+	b := broker.New(broker.Options{})
+	defer b.Close()
+	templates := fstest.MapFS{"index.html": {Data: []byte(`<title>{{.Title}}</title>`)}}
+	if _, err := handlers.New(handlers.Options{Broker: b, Templates: templates, Static: testStatic, PublishToken: token}); err == nil {
+		t.Fatal("a page with a template action was accepted, and would be served verbatim")
 	}
 }
