@@ -15,3 +15,8 @@ if [ -n "$bad" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 30m ./...
+
+# A few seconds of fuzzing each for hostile input (the long runs are in the README).
+for target in FuzzPublish FuzzLastEventID FuzzStreamTopics; do
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime 3s ./handlers/
+done
