@@ -159,11 +159,24 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 		b.mu.Unlock()
 	case err != nil:
 		// The log cannot be read (Redis is unreachable, or this node has not begun to
-		// read it): say so, then what this node holds after the id.
+		// read it). When this node's history reaches back to the id, nothing is lost:
+		// the client is ahead of this node, and the reader hands over the rest in order
+		// once it can. Otherwise say so, then give what this node holds after the id.
+		plausible := id <= uint64(b.opts.Now().Add(futureSlack).UnixMicro())
 		b.mu.Lock()
-		backlog = b.hist.after([]*Event{b.missedLocked(lastID, b.hist.floor)}, id, match)
+		if begun && plausible && b.hist.covers(id) {
+			backlog = b.hist.after(nil, id, match)
+		} else {
+			// The notice's id is never below the client's own: a reconnect after it
+			// must not replay what the client already has.
+			floor := b.hist.floor
+			if plausible {
+				floor = max(floor, id)
+			}
+			backlog = b.hist.after([]*Event{b.missedLocked(lastID, floor)}, id, match)
+		}
 		b.mu.Unlock()
-		if id <= uint64(b.opts.Now().Add(futureSlack).UnixMicro()) {
+		if plausible {
 			skip = id
 		}
 	default:

@@ -82,9 +82,6 @@ type run struct {
 	published atomic.Int64
 	done      chan struct{}
 
-	// calm, while set, holds back the clients' own disconnects (see strictOutage).
-	calm atomic.Bool
-
 	// counters for the report
 	retries, connects, refused, resets, closes, received, presence atomic.Int64
 }
@@ -335,12 +332,7 @@ func (s *subscriber) loop(rng *rand.Rand, ready func(), deadline time.Time) {
 			}
 			life := r.sc.minLife + time.Duration(rng.Int64N(int64(r.sc.maxLife-r.sc.minLife)))
 			abrupt := rng.IntN(2) == 0
-			var end func()
-			end = func() {
-				if r.calm.Load() {
-					time.AfterFunc(50*time.Millisecond, end) // wait for the calm to pass
-					return
-				}
+			end := func() {
 				if abrupt {
 					r.resets.Add(1)
 					st.Reset()
