@@ -25,6 +25,7 @@ type phase struct {
 	published atomic.Int64 // publishes answered 200
 	pubErrors atomic.Int64 // publishes that failed or were not answered 200
 	pubStart  atomic.Int64 // Unix nanoseconds of the first publish
+	pubEnd    atomic.Int64 // and when the publishers stopped
 	lastRecv  atomic.Int64 // Unix nanoseconds of the latest load event received
 
 	// Presence counting: presenceDone is closed when presenceWant new_user events arrived.

@@ -18,6 +18,7 @@ type result struct {
 	DroppedStreams int64 `json:"dropped_streams"` // ended by the server mid-run
 
 	Published        int64   `json:"published,omitempty"`
+	PublishedPerSec  float64 `json:"published_per_sec,omitempty"` // publishes answered 200 per second reached
 	PublishErrors    int64   `json:"publish_errors"`
 	Deliveries       int64   `json:"deliveries"`
 	Expected         int64   `json:"expected_deliveries,omitempty"`
@@ -85,6 +86,9 @@ func (r *result) fillLoad(ph *phase, p *pool) {
 	r.Duplicates = ph.dups.Load()
 	r.IDRegressions = ph.idBack.Load()
 	r.Malformed = ph.malformed.Load()
+	if start, end := ph.pubStart.Load(), ph.pubEnd.Load(); end > start {
+		r.PublishedPerSec = math.Round(float64(r.Published) / time.Duration(end-start).Seconds())
+	}
 	if start, last := ph.pubStart.Load(), ph.lastRecv.Load(); last > start {
 		r.DeliveriesPerSec = math.Round(float64(r.Deliveries) / time.Duration(last-start).Seconds())
 	}

@@ -129,8 +129,9 @@ func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	ph.drain(ctx, r.o.drain)
 	r.cpuNote(cpu)
 	s := ph.lat.summary()
-	r.logf("published %d (%d errors), delivered %d of %d, lost %d, duplicates %d; latency p50 %.2f ms p99 %.2f ms max %.2f ms",
-		ph.published.Load(), ph.pubErrors.Load(), ph.unique.Load()+ph.dups.Load(), ph.expected(),
+	pubSecs := time.Duration(ph.pubEnd.Load() - ph.pubStart.Load()).Seconds()
+	r.logf("published %d (%.0f/s, %d errors), delivered %d of %d, lost %d, duplicates %d; latency p50 %.2f ms p99 %.2f ms max %.2f ms",
+		ph.published.Load(), float64(ph.published.Load())/pubSecs, ph.pubErrors.Load(), ph.unique.Load()+ph.dups.Load(), ph.expected(),
 		max(0, ph.expected()-ph.unique.Load()), ph.dups.Load(), s.p50, s.p99, s.max)
 	if ph.firstErr != "" {
 		r.logf("first publish error: %s", ph.firstErr)
