@@ -123,6 +123,10 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	if bus != nil {
 		reg.MustRegister(handlers.BusUp(bus.Ready))
 	}
+	// HTTP/1.1 streams are handed to the hub's few writers; HTTP/2 streams keep a handler
+	// goroutine each.
+	hub := handlers.NewHub(handlers.HubOptions{})
+	defer hub.Close()
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
 	h, err := handlers.New(handlers.Options{
@@ -139,6 +143,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		Tokens:        cfg.tokens,
 		Registerer:    reg,
 		Stats:         b.Stats,
+		Hub:           hub,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError, // a partial scrape beats a 500
@@ -198,6 +203,10 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown timed out; closing the remaining connections", "err", err)
 		_ = srv.Close()
+	}
+	// Hijacked streams are the hub's, not the server's: wait for their clean ends too.
+	if err := hub.Shutdown(sctx); err != nil {
+		log.Warn("shutdown timed out; closed the remaining streams", "err", err)
 	}
 	<-served
 	log.Info("stopped")

@@ -19,6 +19,7 @@ type Subscription struct {
 	queue   []*Event // live events, at most limit
 	err     error    // why the subscription ended; nil while it is open
 	ready   chan struct{}
+	notify  func() // set by Notify; replaces signalling ready
 	sent    uint64 // events handed out by Take
 	skip    uint64 // live events up to this id were replayed already (resume through a Bus)
 	// gate, through a Bus, holds back presence events until the subscription's own
@@ -40,6 +41,20 @@ func (s *Subscription) Topics() []string { return s.topics }
 
 // Ready fires when events are waiting or the subscription has ended; then call Take.
 func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Notify makes the subscription call f, instead of signalling Ready, whenever events
+// arrive or it ends; once now if some are waiting already. It lets one goroutine serve
+// many subscriptions without a select over each one's channel. f runs while the broker
+// holds its locks: it must return at once, and must not call the broker or the
+// subscription. Call Notify at most once, before draining with Take.
+func (s *Subscription) Notify(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = f
+	if len(s.backlog)+len(s.queue) > 0 || s.err != nil {
+		f()
+	}
+}
 
 // Take appends every waiting event to dst, oldest first, and returns it. Once the
 // subscription has ended and nothing is left, it returns the reason (ErrSlow, ErrClosed
@@ -153,6 +168,10 @@ func (s *Subscription) endLocked(reason error) {
 }
 
 func (s *Subscription) wake() {
+	if s.notify != nil {
+		s.notify()
+		return
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:

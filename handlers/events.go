@@ -22,6 +22,7 @@ type eventsHandler struct {
 	log    *slog.Logger
 	retry  time.Duration
 	stream streamer
+	hub    *Hub                   // nil: every stream on the plain path
 	closes *prometheus.CounterVec // by closeReason label
 	// perAddr caps the streams of one client address.
 	perAddr *addrLimiter
@@ -57,7 +58,6 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBrokerError(w, err, retrySeconds(h.retry))
 		return
 	}
-	defer sub.Close()
 
 	start := time.Now()
 	log := h.log.With("subscriber", sub.ID(), "remote", r.RemoteAddr,
@@ -66,15 +66,23 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = log.With("token_expires", expires.UTC().Format(time.RFC3339))
 	}
 	log.Info("stream opened", "resume", req.LastEventID)
+	finish := func(why closeReason) {
+		sub.Close()
+		h.closes.WithLabelValues(why.label()).Inc()
+		log.Info("stream closed", "reason", why.String(), "events", sub.Sent(),
+			"duration", time.Since(start).Round(time.Millisecond).String())
+	}
+	if h.hub != nil && h.hub.serve(w, r, &h.stream, sub, expires, finish) {
+		return // the hub's writer calls finish
+	}
+	defer sub.Close()
 	r, release := untilExpiry(r, expires)
 	defer release()
 	why := h.stream.serve(w, r, sub)
 	if context.Cause(r.Context()) == errTokenExpired {
 		why = closedTokenExpired
 	}
-	h.closes.WithLabelValues(why.label()).Inc()
-	log.Info("stream closed", "reason", why.String(), "events", sub.Sent(),
-		"duration", time.Since(start).Round(time.Millisecond).String())
+	finish(why)
 }
 
 // closeReason is why a stream ended: a metric label and words for the log.

@@ -43,6 +43,10 @@ type Options struct {
 	// WriteTimeout bounds each write to a stream, so a client that stopped reading
 	// frees its stream; default 30s.
 	WriteTimeout time.Duration
+	// Hub, when set, takes HTTP/1.1 streams over after their response head, so that an
+	// open stream costs no goroutine, buffers or timer (see Hub); its owner stops it.
+	// Nil serves every stream from its own handler goroutine through the ResponseWriter.
+	Hub          *Hub
 	MaxBody      int64  // largest publish body; default 1 MiB
 	PublishToken string // bearer token for POST /publish; required
 	// PrivateTopics are the topics a stream may follow only with a token that grants
@@ -108,7 +112,7 @@ func New(o Options) (http.Handler, error) {
 		return nil, fmt.Errorf("handlers: register metrics: %w", err)
 	}
 	az := &authorizer{private: o.PrivateTopics, tokens: o.Tokens, publishToken: []byte(o.PublishToken)}
-	ev := &eventsHandler{broker: o.Broker, auth: az, log: o.Logger, retry: o.Retry, closes: m.closes, stream: streamer{
+	ev := &eventsHandler{broker: o.Broker, auth: az, log: o.Logger, retry: o.Retry, closes: m.closes, hub: o.Hub, stream: streamer{
 		heartbeat:    o.Heartbeat,
 		writeTimeout: o.WriteTimeout,
 		opening:      retryField(o.Retry.Milliseconds()),

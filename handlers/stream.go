@@ -20,10 +20,7 @@ type streamer struct {
 // serve streams until the client leaves, the subscription ends or a write fails, and
 // returns why, for the log.
 func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription) closeReason {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	setStreamHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := st.write(w, rc, st.opening); err != nil {

@@ -1,0 +1,366 @@
+package handlers
+
+import (
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crierhq/crier/broker"
+)
+
+// hstream is one stream held by a Hub. The atomics are set by the broker and the
+// watcher; everything else belongs to its shard's writer goroutine.
+type hstream struct {
+	sh           *shard
+	sub          *broker.Subscription
+	out          sink
+	fd           int // the socket, for the watcher; -1 when there is none
+	gen          uint32
+	done         func(closeReason)
+	heartbeat    time.Duration
+	writeTimeout time.Duration
+	expires      time.Time // the token's end; zero: never
+
+	queued   atomic.Bool // in its shard's ready list
+	hungUp   atomic.Bool // the client closed its side, or the connection failed
+	writable atomic.Bool // the socket took a short write and has room again
+
+	idx       int    // position in sh.streams
+	pending   []byte // accepted for the client, not yet written: the head, or a short write's rest
+	blocked   bool   // the last write was short: wait until writable
+	since     time.Time
+	lastWrite time.Time
+	ended     bool
+}
+
+// shard is one writer goroutine and the streams it owns.
+type shard struct {
+	h    *Hub
+	wake chan struct{} // cap 1: something is ready
+
+	mu       sync.Mutex
+	ready    []*hstream // woken streams, each once (hstream.queued)
+	incoming []*hstream // attached, not yet in streams
+
+	// The writer's own.
+	streams []*hstream
+	work    []*hstream
+	batch   []*broker.Event
+	buf     []byte
+	tick    time.Duration
+	now     time.Time
+}
+
+const (
+	maxTick = time.Second           // heartbeat, expiry and write-timeout resolution
+	minTick = 10 * time.Millisecond // for very short heartbeats (tests)
+	// yieldEvery streams served, a writer lets other goroutines run, so that request
+	// handlers (publishes, new streams) are not kept waiting behind a long round.
+	yieldEvery = 256
+)
+
+// lastChunk ends a chunked response.
+var lastChunk = []byte("0\r\n\r\n")
+
+var heartbeatChunk = appendChunkBytes(nil, heartbeat)
+
+// enqueue marks s ready for its writer. It never blocks: the broker calls it.
+func (sh *shard) enqueue(s *hstream) {
+	if s.queued.Swap(true) {
+		return
+	}
+	sh.mu.Lock()
+	sh.ready = append(sh.ready, s)
+	sh.mu.Unlock()
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sh *shard) attach(s *hstream) {
+	s.queued.Store(true) // its head is waiting
+	sh.mu.Lock()
+	sh.incoming = append(sh.incoming, s)
+	sh.ready = append(sh.ready, s)
+	sh.mu.Unlock()
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sh *shard) run(stop <-chan struct{}) {
+	ticker := time.NewTicker(sh.tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			sh.endAll()
+			return
+		case now := <-ticker.C:
+			sh.now = now
+			sh.take()
+			sh.scan()
+		case <-sh.wake:
+			if sh.h.coalesce > 0 {
+				time.Sleep(sh.h.coalesce)
+			}
+			sh.now = time.Now()
+		}
+		tick := sh.tick
+		sh.drain()
+		if sh.tick != tick {
+			ticker.Reset(sh.tick)
+		}
+	}
+}
+
+// take moves attached streams and the ready list into the writer's hands.
+func (sh *shard) take() {
+	sh.mu.Lock()
+	in := sh.incoming
+	sh.incoming = nil
+	sh.work, sh.ready = sh.ready, sh.work[:0]
+	sh.mu.Unlock()
+	for _, s := range in {
+		s.idx = len(sh.streams)
+		s.since, s.lastWrite = sh.now, sh.now
+		sh.streams = append(sh.streams, s)
+		if t := min(maxTick, max(minTick, s.heartbeat/4)); t < sh.tick {
+			sh.tick = t
+		}
+	}
+}
+
+// drain serves ready streams until none is left.
+func (sh *shard) drain() {
+	served := 0
+	for {
+		sh.take()
+		if len(sh.work) == 0 {
+			return
+		}
+		for i, s := range sh.work {
+			sh.work[i] = nil
+			s.queued.Store(false)
+			sh.serve(s)
+			if served++; served%yieldEvery == 0 {
+				runtime.Gosched()
+				sh.now = time.Now()
+			}
+		}
+		sh.work = sh.work[:0]
+	}
+}
+
+// serve writes whatever s has waiting: the rest of an earlier write, then its events as
+// one chunk; it ends s when its client left or its subscription ended.
+func (sh *shard) serve(s *hstream) {
+	if s.ended {
+		return
+	}
+	if s.hungUp.Load() {
+		sh.end(s, closedByClient)
+		return
+	}
+	if !sh.flush(s) {
+		if err := s.sub.Err(); err != nil {
+			sh.end(s, reasonFor(err))
+		}
+		return
+	}
+	for {
+		batch, err := s.sub.Take(sh.batch[:0])
+		if len(batch) > 0 {
+			sh.buf = appendChunk(sh.buf[:0], batch)
+			clear(batch)
+			sh.batch = batch[:0]
+			if !sh.send(s, sh.buf) {
+				return // the rest waits for room; the broker cuts s off should it fall behind
+			}
+			continue // once ended, Take reports it only when nothing is left
+		}
+		sh.batch = batch[:0]
+		if err != nil {
+			sh.end(s, reasonFor(err))
+		}
+		return
+	}
+}
+
+// flush writes s's pending bytes; it reports whether none are left.
+func (sh *shard) flush(s *hstream) bool {
+	if len(s.pending) == 0 {
+		return true
+	}
+	if s.blocked && !s.writable.Swap(false) {
+		return false
+	}
+	n, err := s.out.write(s.pending)
+	switch {
+	case n == len(s.pending):
+		s.pending, s.blocked = nil, false // an idle stream keeps no buffer
+		s.lastWrite = sh.now
+		return true
+	case err != nil && err != errAgain:
+		s.hungUp.Store(true)
+		sh.end(s, closedWriteFailed)
+		return false
+	}
+	s.pending = append(s.pending[:0], s.pending[n:]...)
+	s.blocked = true
+	return false
+}
+
+// send writes b to s (after anything pending); it reports whether all of it went out.
+// What the socket does not take now is kept, so the framing survives a short write.
+func (sh *shard) send(s *hstream, b []byte) bool {
+	if len(s.pending) > 0 {
+		s.pending = append(s.pending, b...)
+		return sh.flush(s)
+	}
+	n, err := s.out.write(b)
+	if n == len(b) {
+		s.lastWrite = sh.now
+		return true
+	}
+	if err != nil && err != errAgain {
+		s.hungUp.Store(true)
+		sh.end(s, closedWriteFailed)
+		return false
+	}
+	s.pending = append(s.pending, b[n:]...)
+	s.blocked, s.since = true, sh.now
+	return false
+}
+
+// scan runs on every tick: heartbeats for idle streams, token expiry, write timeouts,
+// and another try for streams waiting for room where no watcher says when there is.
+func (sh *shard) scan() {
+	now := sh.now
+	for i := 0; i < len(sh.streams); {
+		s := sh.streams[i]
+		sh.check(s, now)
+		if i < len(sh.streams) && sh.streams[i] == s {
+			i++
+		} // else s ended, and the last stream moved into its place
+	}
+}
+
+func (sh *shard) check(s *hstream, now time.Time) {
+	switch {
+	case s.hungUp.Load():
+		sh.end(s, closedByClient)
+	case !s.expires.IsZero() && !now.Before(s.expires):
+		sh.end(s, closedTokenExpired)
+	case len(s.pending) > 0:
+		if now.Sub(s.since) >= s.writeTimeout {
+			sh.end(s, closedWriteFailed)
+		} else if sh.h.watch == nil || s.fd < 0 {
+			s.writable.Store(true)
+			sh.serve(s)
+		}
+	case now.Sub(s.lastWrite) >= s.heartbeat:
+		sh.send(s, heartbeatChunk)
+	}
+}
+
+// end closes s's connection, after the last chunk unless the client is gone, and tells
+// the handler why.
+func (sh *shard) end(s *hstream, why closeReason) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	if why != closedByClient && why != closedWriteFailed {
+		// One try, no waiting: a client that reads gets a clean end of the response.
+		if len(s.pending) == 0 {
+			_, _ = s.out.write(lastChunk)
+		} else {
+			_, _ = s.out.write(append(s.pending, lastChunk...))
+		}
+	}
+	s.pending = nil
+	if sh.h.watch != nil && s.fd >= 0 {
+		sh.h.watch.remove(s)
+	}
+	_ = s.out.close()
+	last := len(sh.streams) - 1
+	if s.idx <= last && sh.streams[s.idx] == s {
+		sh.streams[s.idx] = sh.streams[last]
+		sh.streams[s.idx].idx = s.idx
+		sh.streams[last] = nil
+		sh.streams = sh.streams[:last]
+	}
+	s.done(why)
+	sh.h.streams.Done()
+}
+
+// endAll ends every stream as the hub stops.
+func (sh *shard) endAll() {
+	sh.take()
+	for len(sh.streams) > 0 {
+		sh.end(sh.streams[len(sh.streams)-1], closedShutdown)
+	}
+	sh.work = sh.work[:0]
+}
+
+// appendChunk appends the events' wire bytes to b as one HTTP/1.1 chunk.
+func appendChunk(b []byte, evs []*broker.Event) []byte {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.Wire())
+	}
+	if n == 0 {
+		return b // an empty chunk would end the response
+	}
+	b = strconv.AppendUint(b, uint64(n), 16)
+	b = append(b, "\r\n"...)
+	for _, ev := range evs {
+		b = append(b, ev.Wire()...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func appendChunkBytes(b, data []byte) []byte {
+	b = strconv.AppendUint(b, uint64(len(data)), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, data...)
+	return append(b, "\r\n"...)
+}
+
+// setStreamHeaders sets the headers every stream carries, on either path.
+func setStreamHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+}
+
+// appendHead appends a stream's response head and its opening chunk: status line, the
+// headers set so far (the stream's own and CORS'), the date, and chunked framing.
+func appendHead(b []byte, h http.Header, now time.Time, opening []byte) []byte {
+	b = append(b, "HTTP/1.1 200 OK\r\n"...)
+	for k, vs := range h {
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			for i := 0; i < len(v); i++ {
+				// net/http's rule: a line break in a value must not start a header of its own.
+				if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+					b = append(b, ' ')
+				} else {
+					b = append(b, c)
+				}
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "Date: "...)
+	b = now.UTC().AppendFormat(b, http.TimeFormat)
+	b = append(b, "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"...)
+	return appendChunkBytes(b, opening)
+}
