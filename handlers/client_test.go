@@ -70,7 +70,7 @@ func TestIndependentClientResumes(t *testing.T) {
 	_, one, _ := s.post(t, "text/plain", "", "one", nil)
 	wait(1)
 	// Cut every client connection, and publish while the client is away.
-	s.CloseClientConnections()
+	s.cut()
 	s.Client().CloseIdleConnections() // the test's own publishing connection went too
 	var resumedFrom string
 	select {

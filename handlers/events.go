@@ -46,7 +46,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTooManyStreams(w, h.perAddr.max, retrySeconds(h.retry))
 		return
 	}
-	defer leave()
+	handedOver := false // to the hub, which calls finish (and so leave) when the stream ends
+	defer func() {
+		if !handedOver {
+			leave()
+		}
+	}()
 	req := broker.Request{Topics: topics}
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		req.Resume, req.LastEventID = true, id
@@ -68,12 +73,14 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log.Info("stream opened", "resume", req.LastEventID)
 	finish := func(why closeReason) {
 		sub.Close()
+		leave()
 		h.closes.WithLabelValues(why.label()).Inc()
 		log.Info("stream closed", "reason", why.String(), "events", sub.Sent(),
 			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	if h.hub != nil && h.hub.serve(w, r, &h.stream, sub, expires, finish) {
-		return // the hub's writer calls finish
+		handedOver = true
+		return
 	}
 	defer sub.Close()
 	r, release := untilExpiry(r, expires)

@@ -46,8 +46,9 @@ type Hub struct {
 
 	mu      sync.RWMutex // held for reading while a stream is attached, so Close waits
 	closed  bool
+	stopped bool
 	streams sync.WaitGroup // one per stream held
-	stop    chan struct{}
+	stop    chan struct{}  // closed by Close
 	workers sync.WaitGroup // writers, the watcher, reading goroutines
 }
 
@@ -76,10 +77,10 @@ func newHub(o HubOptions) *Hub {
 		sh := &shard{h: h, wake: make(chan struct{}, 1), tick: maxTick}
 		h.shards = append(h.shards, sh)
 		h.workers.Add(1)
-		go func() {
+		go func(stop <-chan struct{}) {
 			defer h.workers.Done()
-			sh.run(h.stop)
-		}()
+			sh.run(stop)
+		}(h.stop)
 	}
 	return h
 }
@@ -111,12 +112,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // and stops the hub's goroutines. Close is idempotent.
 func (h *Hub) Close() {
 	h.mu.Lock()
-	first := h.stop != nil
-	stop := h.stop
-	h.closed, h.stop = true, nil
+	first := !h.stopped
+	h.closed, h.stopped = true, true
 	h.mu.Unlock()
 	if first {
-		close(stop)
+		close(h.stop)
 	}
 	h.workers.Wait()
 	if h.watch != nil {

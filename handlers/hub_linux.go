@@ -6,42 +6,60 @@ import (
 	"syscall"
 )
 
-// fdSink writes straight to a socket's descriptor. Go's sockets are non-blocking, so a
-// full socket answers EAGAIN instead of parking the writer; the descriptor stays valid
-// because only the stream's writer closes the connection, after its last write.
+// fdSink writes to a socket's descriptor without waiting: Go's sockets are non-blocking,
+// so a full socket answers EAGAIN instead of parking the writer. The write runs inside
+// RawConn.Write, which keeps the descriptor from being closed (and its number reused)
+// meanwhile; fn is made once per stream, so a write allocates nothing.
 type fdSink struct {
 	conn net.Conn
-	fd   int
+	raw  syscall.RawConn
+	fn   func(fd uintptr) bool
+	b    []byte // what fn writes, and what it did
+	n    int
+	err  error
 }
 
 // newSink returns the fastest sink for conn and its descriptor (-1 when it has none).
 func newSink(conn net.Conn) (sink, int) {
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			fd := -1
-			if raw.Control(func(d uintptr) { fd = int(d) }) == nil && fd >= 0 {
-				return &fdSink{conn: conn, fd: fd}, fd
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return connSink{conn}, -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return connSink{conn}, -1
+	}
+	fd := -1
+	if raw.Control(func(d uintptr) { fd = int(d) }) != nil || fd < 0 {
+		return connSink{conn}, -1
+	}
+	s := &fdSink{conn: conn, raw: raw}
+	s.fn = func(fd uintptr) bool {
+		for {
+			s.n, s.err = syscall.Write(int(fd), s.b)
+			if s.err != syscall.EINTR {
+				return true // done, or EAGAIN: never wait here
 			}
 		}
 	}
-	return connSink{conn}, -1
+	return s, fd
 }
 
 func (s *fdSink) write(b []byte) (int, error) {
-	for {
-		n, err := syscall.Write(s.fd, b)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return 0, errAgain
-		case err != nil:
-			return 0, err
-		case n < len(b):
-			return n, errAgain
-		}
-		return n, nil
+	s.b = b
+	err := s.raw.Write(s.fn)
+	s.b = nil
+	switch {
+	case err != nil:
+		return 0, err // closed
+	case s.err == syscall.EAGAIN:
+		return 0, errAgain
+	case s.err != nil:
+		return 0, s.err
+	case s.n < len(b):
+		return s.n, errAgain
 	}
+	return s.n, nil
 }
 
 func (s *fdSink) close() error { return s.conn.Close() }

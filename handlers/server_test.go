@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -26,6 +28,21 @@ var (
 type server struct {
 	*httptest.Server
 	broker *broker.Broker
+
+	mu    sync.Mutex
+	conns []net.Conn // every connection accepted, hijacked ones too
+}
+
+// cut closes every client connection, the hub's streams too (CloseClientConnections
+// knows nothing of hijacked connections).
+func (s *server) cut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+	s.CloseClientConnections()
 }
 
 // newServer runs crier's handler on a real TCP port. Zero options take test defaults;
@@ -42,6 +59,10 @@ func newServer(t *testing.T, bo broker.Options, ho handlers.Options, wrap ...fun
 	if ho.PublishToken == "" {
 		ho.PublishToken = token
 	}
+	// HTTP/1.1 streams take the hub's path, as in the binary.
+	hub := handlers.NewHub(handlers.HubOptions{})
+	t.Cleanup(hub.Close)
+	ho.Hub = hub
 	h, err := handlers.New(ho)
 	if err != nil {
 		t.Fatal(err)
@@ -50,13 +71,21 @@ func newServer(t *testing.T, bo broker.Options, ho handlers.Options, wrap ...fun
 		h = w(h)
 	}
 	srv := httptest.NewUnstartedServer(h)
+	s := &server{Server: srv, broker: b}
 	srv.Config.RegisterOnShutdown(b.Close)
+	srv.Config.ConnState = func(c net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+		}
+	}
 	srv.Start()
 	t.Cleanup(func() {
 		b.Close()
 		srv.Close()
 	})
-	return &server{Server: srv, broker: b}
+	return s
 }
 
 // stream is an open GET /events.
