@@ -145,12 +145,24 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, st *streamer, sub *b
 	h.streams.Add(1)
 	// The bufio.ReadWriter is dropped with net/http's buffers in it: nothing more is read
 	// from an SSE client, and everything is written straight to the socket.
-	head := appendHead(make([]byte, 0, 512), w.Header(), time.Now(), st.opening)
 	out, fd := newSink(conn)
-	h.attach(&hstream{
-		sub: sub, out: out, fd: fd, done: done, pending: head,
-		heartbeat: st.heartbeat, writeTimeout: st.writeTimeout, expires: expires,
-	}, conn)
+	s := &hstream{sub: sub, out: out, fd: fd, done: done,
+		heartbeat: st.heartbeat, writeTimeout: st.writeTimeout, expires: expires}
+	// The head goes out now, from this goroutine (the stream is nobody else's yet), so the
+	// client sees its stream open without waiting for a writer's round. A fresh socket
+	// takes it whole; whatever it does not take waits for the writer.
+	head := appendHead(make([]byte, 0, 512), w.Header(), time.Now(), st.opening)
+	n, err := out.write(head)
+	if err != nil && err != errAgain {
+		_ = out.close()
+		h.streams.Done()
+		done(closedWriteFailed)
+		return true
+	}
+	if n < len(head) {
+		s.pending = head[n:]
+	}
+	h.attach(s, conn)
 	return true
 }
 

@@ -46,12 +46,13 @@ type shard struct {
 	incoming []*hstream // attached, not yet in streams
 
 	// The writer's own.
-	streams []*hstream
-	work    []*hstream
-	batch   []*broker.Event
-	buf     []byte
-	tick    time.Duration
-	now     time.Time
+	streams  []*hstream
+	work     []*hstream
+	finished []ending // ended streams whose handlers are yet to hear it
+	batch    []*broker.Event
+	buf      []byte
+	tick     time.Duration
+	now      time.Time
 }
 
 const (
@@ -60,7 +61,18 @@ const (
 	// yieldEvery streams served, a writer lets other goroutines run, so that request
 	// handlers (publishes, new streams) are not kept waiting behind a long round.
 	yieldEvery = 256
+	// finishPerRound bounds the ended streams reported per round. Each report detaches a
+	// subscription, and with presence on that is a user_left event for every stream: a
+	// thousand clients leaving at once must not queue a thousand events for the others
+	// before the writer gets round to them (they would be cut off as slow).
+	finishPerRound = 16
 )
+
+// ending is a stream that ended and why, for its handler.
+type ending struct {
+	s   *hstream
+	why closeReason
+}
 
 // lastChunk ends a chunked response.
 var lastChunk = []byte("0\r\n\r\n")
@@ -103,8 +115,8 @@ func (sh *shard) run(stop <-chan struct{}) {
 			return
 		case now := <-ticker.C:
 			sh.now = now
-			sh.take()
 			sh.scan()
+			sh.report(finishPerRound)
 		case <-sh.wake:
 			if sh.h.coalesce > 0 {
 				time.Sleep(sh.h.coalesce)
@@ -136,12 +148,12 @@ func (sh *shard) take() {
 	}
 }
 
-// drain serves ready streams until none is left.
+// drain serves ready streams, and reports ended ones, until none is left.
 func (sh *shard) drain() {
 	served := 0
 	for {
 		sh.take()
-		if len(sh.work) == 0 {
+		if len(sh.work) == 0 && len(sh.finished) == 0 {
 			return
 		}
 		for i, s := range sh.work {
@@ -154,7 +166,22 @@ func (sh *shard) drain() {
 			}
 		}
 		sh.work = sh.work[:0]
+		sh.report(finishPerRound)
 	}
+}
+
+// report tells the handlers of up to n ended streams (all, for n < 0).
+func (sh *shard) report(n int) {
+	if n < 0 || n > len(sh.finished) {
+		n = len(sh.finished)
+	}
+	for _, e := range sh.finished[:n] {
+		e.s.done(e.why)
+		sh.h.streams.Done()
+	}
+	rest := copy(sh.finished, sh.finished[n:])
+	clear(sh.finished[rest:])
+	sh.finished = sh.finished[:rest]
 }
 
 // serve writes whatever s has waiting: the rest of an earlier write, then its events as
@@ -269,8 +296,8 @@ func (sh *shard) check(s *hstream, now time.Time) {
 	}
 }
 
-// end closes s's connection, after the last chunk unless the client is gone, and tells
-// the handler why.
+// end closes s's connection, after the last chunk unless the client is gone; its
+// handler hears why at the end of the round.
 func (sh *shard) end(s *hstream, why closeReason) {
 	if s.ended {
 		return
@@ -296,8 +323,7 @@ func (sh *shard) end(s *hstream, why closeReason) {
 		sh.streams[last] = nil
 		sh.streams = sh.streams[:last]
 	}
-	s.done(why)
-	sh.h.streams.Done()
+	sh.finished = append(sh.finished, ending{s, why})
 }
 
 // endAll ends every stream as the hub stops.
@@ -306,6 +332,7 @@ func (sh *shard) endAll() {
 	for len(sh.streams) > 0 {
 		sh.end(sh.streams[len(sh.streams)-1], closedShutdown)
 	}
+	sh.report(-1)
 	sh.work = sh.work[:0]
 }
 
