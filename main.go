@@ -124,8 +124,9 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		reg.MustRegister(handlers.BusUp(bus.Ready))
 	}
 	// HTTP/1.1 streams are handed to the hub's few writers; HTTP/2 streams keep a handler
-	// goroutine each.
-	hub := handlers.NewHub(handlers.HubOptions{})
+	// goroutine each. Waiting 5 ms after a first event lets a writer batch a presence
+	// storm's events and lets request handlers run (BENCHMARKS.md).
+	hub := handlers.NewHub(handlers.HubOptions{Coalesce: 5 * time.Millisecond})
 	defer hub.Close()
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")

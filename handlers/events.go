@@ -58,6 +58,9 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if ids, ok := q["lastEventId"]; ok && len(ids) > 0 {
 		req.Resume, req.LastEventID = true, ids[0]
 	}
+	if h.hub != nil && h.hub.pace(r.Context()) != nil {
+		return // the client left while waiting
+	}
 	sub, err := h.broker.Subscribe(req)
 	if err != nil {
 		writeBrokerError(w, err, retrySeconds(h.retry))

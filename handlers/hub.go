@@ -124,6 +124,28 @@ func (h *Hub) Close() {
 	}
 }
 
+// pace holds a new stream back until the writers can take its arrival: at most
+// admitPerPass streams open during one pass of each writer. Every arrival is, with
+// presence on, an event queued for every open stream; the writers, going round their
+// streams, write all that a stream has queued at once, so their pace is the right one
+// for arrivals too. It returns ctx's error if the client leaves meanwhile.
+func (h *Hub) pace(ctx context.Context) error {
+	for _, sh := range h.shards {
+		for {
+			wait := sh.admit()
+			if wait == nil {
+				break
+			}
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
 // serve takes sub's stream over: it writes the response head, hijacks the connection
 // and hands it to a writer, which calls done once the stream has ended. It reports false,
 // having written nothing, when it cannot; the caller then streams through w itself.

@@ -42,8 +42,10 @@ type shard struct {
 	wake chan struct{} // cap 1: something is ready
 
 	mu       sync.Mutex
-	ready    []*hstream // woken streams, each once (hstream.queued)
-	incoming []*hstream // attached, not yet in streams
+	ready    []*hstream    // woken streams, each once (hstream.queued)
+	incoming []*hstream    // attached, not yet in streams
+	arrivals int           // streams admitted since the pass began (Hub.pace)
+	passDone chan struct{} // closed when the pass ends; made by a waiting arrival
 
 	// The writer's own.
 	streams  []*hstream
@@ -66,6 +68,10 @@ const (
 	// thousand clients leaving at once must not queue a thousand events for the others
 	// before the writer gets round to them (they would be cut off as slow).
 	finishPerRound = 16
+	// admitPerPass bounds the streams that open during one pass of a writer (see
+	// Hub.pace): with presence on, each is an event for every stream, and a crowd
+	// arriving faster than the writers go round would otherwise overflow every queue.
+	admitPerPass = 64
 )
 
 // ending is a stream that ended and why, for its handler.
@@ -131,12 +137,14 @@ func (sh *shard) run(stop <-chan struct{}) {
 	}
 }
 
-// take moves attached streams and the ready list into the writer's hands.
+// take begins a pass: it moves attached streams and the ready list into the writer's
+// hands.
 func (sh *shard) take() {
 	sh.mu.Lock()
 	in := sh.incoming
 	sh.incoming = nil
 	sh.work, sh.ready = sh.ready, sh.work[:0]
+	sh.arrivals = 0
 	sh.mu.Unlock()
 	for _, s := range in {
 		s.idx = len(sh.streams)
@@ -154,6 +162,7 @@ func (sh *shard) drain() {
 	for {
 		sh.take()
 		if len(sh.work) == 0 && len(sh.finished) == 0 {
+			sh.endPass()
 			return
 		}
 		for i, s := range sh.work {
@@ -167,7 +176,37 @@ func (sh *shard) drain() {
 		}
 		sh.work = sh.work[:0]
 		sh.report(finishPerRound)
+		sh.endPass()
 	}
+}
+
+// endPass lets the arrivals waiting for this pass in.
+func (sh *shard) endPass() {
+	sh.mu.Lock()
+	if sh.passDone != nil {
+		close(sh.passDone)
+		sh.passDone = nil
+	}
+	sh.mu.Unlock()
+}
+
+// admit counts one arrival against this pass's budget, or returns a channel that is
+// closed when the pass ends.
+func (sh *shard) admit() <-chan struct{} {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.arrivals < admitPerPass {
+		sh.arrivals++
+		return nil
+	}
+	if sh.passDone == nil {
+		sh.passDone = make(chan struct{})
+	}
+	select {
+	case sh.wake <- struct{}{}: // an idle writer must start a pass to end it
+	default:
+	}
+	return sh.passDone
 }
 
 // report tells the handlers of up to n ended streams (all, for n < 0).
