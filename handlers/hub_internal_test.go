@@ -1,0 +1,168 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/crierhq/crier/broker"
+)
+
+// fakeSink is a connection that takes at most room bytes per write (0: none, so every
+// write is EAGAIN; negative: everything).
+type fakeSink struct {
+	mu     sync.Mutex
+	room   int
+	out    bytes.Buffer
+	closed bool
+}
+
+func (f *fakeSink) write(b []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0, io.ErrClosedPipe
+	}
+	n := len(b)
+	if f.room >= 0 && n > f.room {
+		n = f.room
+	}
+	f.out.Write(b[:n])
+	if n < len(b) {
+		return n, errAgain
+	}
+	return n, nil
+}
+
+func (f *fakeSink) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+func (f *fakeSink) body() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.out.String()
+}
+
+// hubStream attaches a subscription of b to h through sink, as serve does after the
+// head, and returns a channel that receives why it ended.
+func hubStream(t *testing.T, h *Hub, b *broker.Broker, out sink, heartbeat, writeTimeout time.Duration) <-chan closeReason {
+	t.Helper()
+	sub, err := b.Subscribe(broker.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan closeReason, 1)
+	h.streams.Add(1)
+	h.attach(&hstream{sub: sub, out: out, fd: -1, heartbeat: heartbeat, writeTimeout: writeTimeout,
+		done: func(why closeReason) { sub.Close(); ended <- why }}, nil)
+	return ended
+}
+
+// TestHubHeartbeat checks, on a fake clock, that the writer's one ticker sends a stream
+// a heartbeat after -heartbeat idle, and none while events flow.
+func TestHubHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := broker.New(broker.Options{Encode: EncodeEvent})
+		h := newHub(HubOptions{Writers: 1})
+		out := &fakeSink{room: -1}
+		ended := hubStream(t, h, b, out, 15*time.Second, 30*time.Second)
+		beats := func() int { return strings.Count(out.body(), ": heartbeat\n") }
+
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		if beats() != 1 {
+			t.Fatalf("after 15s idle: %d heartbeats, want 1", beats())
+		}
+		time.Sleep(10 * time.Second) // 25s: an event
+		b.Publish(context.Background(), broker.Message{Data: []byte("x")})
+		time.Sleep(5 * time.Second) // 30s
+		synctest.Wait()
+		if beats() != 1 {
+			t.Fatalf("after an event: %d heartbeats, want still 1", beats())
+		}
+		time.Sleep(15 * time.Second) // 45s: idle for 20s
+		synctest.Wait()
+		if beats() != 2 {
+			t.Fatalf("idle again: %d heartbeats, want 2", beats())
+		}
+		b.Close()
+		if why := <-ended; why != closedShutdown {
+			t.Errorf("ended: %v, want %v", why, closedShutdown)
+		}
+		h.Close()
+		if !strings.HasSuffix(out.body(), "0\r\n\r\n") {
+			t.Errorf("no last chunk: %q", out.body())
+		}
+	})
+}
+
+// TestHubShortWrites feeds a stream through a socket that takes 7 bytes at a time and
+// checks that the chunked framing survives: what arrives decodes to exactly the events.
+func TestHubShortWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := broker.New(broker.Options{Encode: EncodeEvent, Buffer: 1000})
+		h := newHub(HubOptions{Writers: 1})
+		out := &fakeSink{room: 7}
+		ended := hubStream(t, h, b, out, time.Hour, time.Hour)
+		var want bytes.Buffer
+		for i := range 50 {
+			r, _ := b.Publish(context.Background(), broker.Message{Data: []byte(strings.Repeat("x", i))})
+			want.WriteString("id: " + broker.FormatID(r.ID) + "\nevent: message\ndata: " + strings.Repeat("x", i) + "\n\n")
+			if i%10 == 0 {
+				time.Sleep(time.Second) // writer ticks retry the waiting rest
+			}
+		}
+		for range 2000 {
+			time.Sleep(time.Second)
+		}
+		b.Close()
+		<-ended
+		h.Close()
+		got, err := io.ReadAll(httputil.NewChunkedReader(strings.NewReader(out.body())))
+		if err != nil {
+			t.Fatalf("chunked framing broken: %v in %q", err, out.body())
+		}
+		if string(got) != want.String() {
+			t.Errorf("decoded %q\nwant %q", got, want.String())
+		}
+	})
+}
+
+// TestHubWriteTimeout: a client that takes nothing is dropped after the write timeout,
+// and the writer is never held up by it.
+func TestHubWriteTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := broker.New(broker.Options{Encode: EncodeEvent})
+		defer b.Close()
+		h := newHub(HubOptions{Writers: 1})
+		defer h.Close()
+		stuck := hubStream(t, h, b, &fakeSink{room: 0}, time.Hour, 30*time.Second)
+		fine := &fakeSink{room: -1}
+		hubStream(t, h, b, fine, time.Hour, 30*time.Second)
+		b.Publish(context.Background(), broker.Message{Data: []byte("one")})
+		synctest.Wait()
+		if !strings.Contains(fine.body(), "data: one") {
+			t.Fatalf("the reading stream waits behind the stuck one: %q", fine.body())
+		}
+		time.Sleep(29 * time.Second)
+		select {
+		case why := <-stuck:
+			t.Fatalf("ended after 29s: %v", why)
+		default:
+		}
+		time.Sleep(2 * time.Second)
+		if why := <-stuck; why != closedWriteFailed {
+			t.Fatalf("ended: %v, want %v", why, closedWriteFailed)
+		}
+	})
+}
