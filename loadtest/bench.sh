@@ -7,6 +7,9 @@
 #   loadtest/bench.sh fanout -streams 2000 -duration 10s
 #   RUNS=3 loadtest/bench.sh idle          # three runs, each on a fresh server
 #   CRIER_FLAGS="-buffer 1024" loadtest/bench.sh saturate
+#   CRIER_COMMIT=b0b26b9 loadtest/bench.sh fanout   # crier as of a commit (the tool stays as is)
+#
+# Without CRIER_COMMIT crier is built from the working tree, uncommitted changes included.
 #
 # Needs taskset (util-linux) and 2 cores; on one core it runs unpinned.
 set -euo pipefail
@@ -18,7 +21,16 @@ runs=${RUNS:-1}
 out=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$out"
 
-go build -o "$out/crier" .
+if [ -n "${CRIER_COMMIT:-}" ]; then
+  rm -rf "$out/src" && mkdir -p "$out/src"
+  git archive "$CRIER_COMMIT" | tar -x -C "$out/src"
+  (cd "$out/src" && go build -o "$out/crier" .)
+  built="commit $(git rev-parse --short "$CRIER_COMMIT")"
+else
+  go build -o "$out/crier" .
+  built="working tree at $(git rev-parse --short HEAD)"
+  [ -z "$(git status --porcelain -- '*.go')" ] || built="$built plus uncommitted changes"
+fi
 go build -o "$out/loadtest" ./loadtest
 
 # Server on core 0, tool on core 1, when there are two cores to pin to.
@@ -42,7 +54,7 @@ for run in $(seq 1 "$runs"); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  echo "bench: run $run/$runs: crier pid $pid on port $port (-presence=$presence ${CRIER_FLAGS:-}), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  echo "bench: run $run/$runs: crier ($built) pid $pid on port $port (-presence=$presence ${CRIER_FLAGS:-}), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   "${pin1[@]}" "$out/loadtest" "$scenario" -target "http://127.0.0.1:$port" -token bench -pid "$pid" "$@" |
     tee -a "$out/results.jsonl"
   kill "$pid" 2>/dev/null || true
