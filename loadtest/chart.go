@@ -36,9 +36,12 @@ func (r *runner) chart(ctx context.Context) (result, error) {
 	if len(points) == 0 {
 		return res, fmt.Errorf("no points to draw")
 	}
-	title := fmt.Sprintf("crier: latency (%.0f events/s of %d bytes) and memory per stream", r.o.rate, r.o.size)
-	if r.o.in != "" {
-		title = "crier: latency and memory per stream"
+	title := r.o.title
+	if title == "" {
+		title = fmt.Sprintf("crier: latency (%.0f events/s of %d bytes) and memory per stream", r.o.rate, r.o.size)
+		if r.o.in != "" {
+			title = "crier: latency and memory per stream"
+		}
 	}
 	if err := os.WriteFile(r.o.out, []byte(drawChart(title, points)), 0o644); err != nil {
 		return res, err
@@ -114,20 +117,18 @@ func readPoints(file string) ([]point, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	for sc.Scan() {
-		var p point
-		if json.Unmarshal(sc.Bytes(), &p) != nil || p.Streams <= 0 {
+		var line struct {
+			point
+			Points []point `json:"points"` // a chart run's own line
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
 			continue
 		}
-		q := byStreams[p.Streams]
-		if q == nil {
-			q = &point{Streams: p.Streams}
-			byStreams[p.Streams] = q
+		if line.Points == nil && line.Streams > 0 {
+			line.Points = []point{line.point}
 		}
-		if p.KiBPerStream > 0 {
-			q.KiBPerStream = p.KiBPerStream
-		}
-		if p.P99 > 0 {
-			q.P50, q.P99, q.Max, q.DeliveriesPerSec, q.Lost = p.P50, p.P99, p.Max, p.DeliveriesPerSec, p.Lost
+		for _, p := range line.Points {
+			merge(byStreams, p)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -139,6 +140,24 @@ func readPoints(file string) ([]point, error) {
 	}
 	slices.SortFunc(points, func(a, b point) int { return int(a.Streams - b.Streams) })
 	return points, nil
+}
+
+// merge adds p's figures to the point with the same number of streams.
+func merge(byStreams map[int64]*point, p point) {
+	if p.Streams <= 0 {
+		return
+	}
+	q := byStreams[p.Streams]
+	if q == nil {
+		q = &point{Streams: p.Streams}
+		byStreams[p.Streams] = q
+	}
+	if p.KiBPerStream > 0 {
+		q.KiBPerStream = p.KiBPerStream
+	}
+	if p.P99 > 0 {
+		q.P50, q.P99, q.Max, q.DeliveriesPerSec, q.Lost = p.P50, p.P99, p.Max, p.DeliveriesPerSec, p.Lost
+	}
 }
 
 // niceMax rounds v up to 1, 2 or 5 times a power of ten, for an axis.

@@ -82,7 +82,7 @@ type options struct {
 
 	sequential, batch int // presence
 
-	levels, out, in string // chart
+	levels, out, in, title string // chart
 
 	cpuProfile string
 	engine     string
@@ -146,6 +146,7 @@ var scenarios = []scenario{
 			fs.StringVar(&o.levels, "levels", "1000,2000,5000,10000,19000", "comma-separated stream counts")
 			fs.StringVar(&o.out, "out", "loadtest-chart.svg", "SVG file to write")
 			fs.StringVar(&o.in, "in", "", "draw from this file of JSON lines (fields streams, p50_ms, p99_ms, max_ms,\nkib_per_stream) instead of measuring")
+			fs.StringVar(&o.title, "title", "", "the chart's title (default: what was measured)")
 			fs.Lookup("timeout").DefValue = "30m0s"
 			o.timeout = 30 * time.Minute
 		},
