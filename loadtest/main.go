@@ -200,6 +200,9 @@ Measure pinned, server and tool on a core each (taskset is in util-linux):
   taskset -c 0 ./crier -presence=false -publish-token T &
   go build -o /tmp/loadtest ./loadtest && taskset -c 1 /tmp/loadtest fanout -token T
 
+Or one command that builds both, starts a fresh crier pinned and runs the scenario pinned:
+  loadtest/bench.sh fanout -streams 2000 -duration 10s     (RUNS=3, CRIER_COMMIT=rev ...)
+
 The open-file limit (20,000 here, hard) caps one process at ~19,000 streams.
 Only 127.0.0.0/8 targets are accepted.
 `)
