@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"unicode"
@@ -26,29 +25,14 @@ import (
 
 const fuzzMaxBody = 4096
 
-// panicLog records whether the recoverer logged a panic: a 500 is never acceptable, and
-// a panic must not hide behind one.
-type panicLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// panicked reports whether the recoverer logged a panic: a 500 is never acceptable,
+// and a panic must not hide behind one.
+func panicked(logs *lockedLog) bool { return strings.Contains(logs.String(), "panicked") }
 
-func (l *panicLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *panicLog) panicked() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Contains(l.buf.String(), "panicked")
-}
-
-func fuzzHandler(f *testing.F) (http.Handler, *broker.Broker, *panicLog) {
+func fuzzHandler(f *testing.F) (http.Handler, *broker.Broker, *lockedLog) {
 	b := broker.New(broker.Options{History: 50, Presence: true, Encode: handlers.EncodeEvent})
 	f.Cleanup(b.Close)
-	logs := &panicLog{}
+	logs := &lockedLog{}
 	h, err := handlers.New(handlers.Options{
 		Broker:       b,
 		Logger:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})),
@@ -225,7 +209,7 @@ func FuzzPublish(f *testing.F) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 
-		if rec.Code >= 500 || logs.panicked() {
+		if rec.Code >= 500 || panicked(logs) {
 			t.Fatalf("publish %q ?%s %q key %q: %d %s", contentType, query, body, key, rec.Code, rec.Body)
 		}
 		var answer map[string]string
@@ -286,7 +270,7 @@ func FuzzLastEventID(f *testing.F) {
 			header.Set("Last-Event-ID", id)
 		}
 		rec := openOnce(h, target, header)
-		if logs.panicked() {
+		if panicked(logs) {
 			t.Fatalf("Last-Event-ID %q: panic", id)
 		}
 		switch {
@@ -318,7 +302,7 @@ func FuzzStreamTopics(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		rec := openOnce(h, rawQuery, nil)
-		if logs.panicked() {
+		if panicked(logs) {
 			t.Fatalf("?%s: panic", rawQuery)
 		}
 		q, _ := url.ParseQuery(rawQuery)

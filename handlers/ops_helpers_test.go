@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -26,12 +24,12 @@ const opsToken = "ops-secret"
 
 // opsHandler builds crier's handler over a fresh broker and registry, with the options
 // changed by edit, and logs at debug into the returned buffer.
-func opsHandler(t *testing.T, edit func(*handlers.Options)) (http.Handler, *opsLogBuffer) {
+func opsHandler(t *testing.T, edit func(*handlers.Options)) (http.Handler, *lockedLog) {
 	t.Helper()
 	b := broker.New(broker.Options{History: 100, Presence: true, Encode: handlers.EncodeEvent})
 	t.Cleanup(b.Close)
 	reg := prometheus.NewRegistry()
-	logs := &opsLogBuffer{}
+	logs := &lockedLog{}
 	o := handlers.Options{
 		Broker:       b,
 		Logger:       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -51,24 +49,6 @@ func opsHandler(t *testing.T, edit func(*handlers.Options)) (http.Handler, *opsL
 		t.Fatalf("handlers.New: %v", err)
 	}
 	return h, logs
-}
-
-// opsLogBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type opsLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *opsLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *opsLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // opsEvent is one event read off a stream.
@@ -111,28 +91,16 @@ func opsOpen(t *testing.T, client *http.Client, url string, header http.Header) 
 
 func (s *opsStream) read() {
 	defer close(s.events)
-	sc := bufio.NewScanner(s.Resp.Body)
-	var ev opsEvent
-	var data []string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.Name != "" || len(data) > 0 {
-				ev.Data = strings.Join(data, "\n")
-				select {
-				case s.events <- ev:
-				case <-s.done:
-					return
-				}
-			}
-			ev, data = opsEvent{}, nil
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Name = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, line[6:])
+	p := newSSEReader(s.Resp.Body)
+	for {
+		ev, err := p.next()
+		if err != nil {
+			return
+		}
+		select {
+		case s.events <- opsEvent{ID: ev.ID, Name: ev.Type, Data: ev.Data}:
+		case <-s.done:
+			return
 		}
 	}
 }
