@@ -200,16 +200,27 @@ func (l *loop) connect(c *client, s *stream) error {
 			}
 			return os.NewSyscallError("connect", err)
 		}
+		// The timer is set before the loop can see the stream, and under its lock, since
+		// the loop reads it when the stream ends.
+		timer := time.AfterFunc(openTimeout, func() {
+			if !s.readied.Load() {
+				s.timedOut.Store(true)
+				l.requestClose(s)
+			}
+		})
 		s.mu.Lock()
 		s.fd, s.loop, s.state = fd, l, stConnecting
 		s.rd.fd = fd
+		s.openTimer = timer
 		s.mu.Unlock()
 		if !l.table.set(fd, s) {
+			timer.Stop()
 			syscall.Close(fd)
 			return errors.New("loadtest: descriptor beyond the open-file limit")
 		}
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP, Fd: int32(fd)}
 		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			timer.Stop()
 			l.table.set(fd, nil)
 			syscall.Close(fd)
 			return os.NewSyscallError("epoll_ctl", err)
@@ -217,12 +228,6 @@ func (l *loop) connect(c *client, s *stream) error {
 		if s.isClosing() {
 			l.requestClose(s) // close came before the descriptor was known
 		}
-		s.openTimer = time.AfterFunc(openTimeout, func() {
-			if !s.readied.Load() {
-				s.timedOut.Store(true)
-				l.requestClose(s)
-			}
-		})
 		return nil
 	}
 	return os.NewSyscallError("bind", err)
@@ -309,14 +314,14 @@ func (s *stream) headerBuffered() bool {
 // end closes the stream's descriptor on the loop and settles its accounting.
 func (s *stream) end(err error) {
 	s.mu.Lock()
-	fd := s.fd
+	fd, timer := s.fd, s.openTimer
 	s.fd = -1
 	s.mu.Unlock()
 	if fd < 0 {
 		return
 	}
-	if s.openTimer != nil {
-		s.openTimer.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
 	s.loop.table.set(fd, nil)
 	syscall.EpollCtl(s.loop.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
