@@ -346,3 +346,22 @@ func ExampleBroker() {
 	}
 	// Output: orders order_shipped {"order":42}
 }
+
+// TestLimitCountsFromFirstTake: a subscription whose consumer has not begun is not behind,
+// however many events a storm queues for it; once it has taken, the limit applies.
+func TestLimitCountsFromFirstTake(t *testing.T) {
+	b := newBroker(t, broker.Options{Buffer: 4})
+	s := subscribe(t, b, broker.Request{})
+	for i := range 10 {
+		publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
+	}
+	if got := drain(t, s); len(got) != 10 {
+		t.Fatalf("before its first Take the subscription kept %d of 10 events", len(got))
+	}
+	for i := range 5 {
+		publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
+	}
+	if err := s.Err(); !errors.Is(err, broker.ErrSlow) {
+		t.Fatalf("5 events behind a limit of 4 after taking: Err() = %v, want ErrSlow", err)
+	}
+}

@@ -16,7 +16,8 @@ type Subscription struct {
 
 	mu      sync.Mutex
 	backlog []*Event // replayed history, delivered before the live queue; not bounded by limit
-	queue   []*Event // live events, at most limit
+	queue   []*Event // live events, at most limit once the consumer has begun (taking)
+	taking  bool     // Take has been called: the stream is being written
 	err     error    // why the subscription ended; nil while it is open
 	ready   chan struct{}
 	notify  func() // set by Notify; replaces signalling ready
@@ -62,6 +63,7 @@ func (s *Subscription) Notify(f func()) {
 func (s *Subscription) Take(dst []*Event) ([]*Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.taking = true
 	if s.backlog != nil {
 		dst = append(dst, s.backlog...)
 		s.backlog = nil
@@ -113,7 +115,11 @@ func (s *Subscription) push(ev *Event) bool {
 		}
 		s.gate = false
 	}
-	if len(s.queue) >= s.limit {
+	// A subscription whose stream has not begun to be written (its handler is still
+	// writing the response head, or waits for the CPU) is not behind: the limit counts
+	// from the consumer's first Take. Until then the queue is bounded by how long a
+	// handler takes to start, not by how many events a storm of arrivals queues.
+	if s.taking && len(s.queue) >= s.limit {
 		s.endLocked(ErrSlow)
 		return false
 	}
