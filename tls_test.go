@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -87,25 +88,15 @@ func runCrier(t *testing.T, base string, client *http.Client, args ...string) {
 			t.Errorf("crier did not stop within 10s of shutdown")
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := client.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
+	testenv.WaitOK(t, client, base+"/healthz", 10*time.Second, func() string {
 		select {
 		case code := <-done:
-			done <- code
-			t.Fatalf("crier exited %d before serving", code)
-		case <-time.After(20 * time.Millisecond):
+			done <- code // for the cleanup
+			return fmt.Sprintf("crier exited %d before serving", code)
+		default:
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("crier did not answer on %s: %v", base, err)
-		}
-	}
+	})
 }
 
 // lockedBuffer collects a logger's output from several goroutines.

@@ -100,6 +100,22 @@ func topicParam(i int) string {
 
 var publishClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 
+// publishKeyed posts body as text to the node's /publish?query with an Idempotency-Key
+// and returns the answer's status and body; err is a transport error.
+func publishKeyed(node, query, body, key string) (int, []byte, error) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+node+"/publish?"+query, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := publishClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, nil
+}
+
 // publish sends event seq of stream i until a node accepts it. The Idempotency-Key makes
 // the retries safe: a publish whose answer was lost (a killed node, Redis going away)
 // may have been stored, and must not be delivered twice.
@@ -118,24 +134,16 @@ func (r *run) publish(rng *rand.Rand, i int, seq int64) error {
 		if p := topicParam(i); p != "" {
 			q += "&" + p
 		}
-		req, _ := http.NewRequest(http.MethodPost, "http://"+r.nodes.pick(rng)+"/publish?"+q,
-			strings.NewReader(fmt.Sprintf("%d:%d", i, seq)))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "text/plain")
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := publishClient.Do(req)
-		if err != nil {
-			continue
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		status, body, err := publishKeyed(r.nodes.pick(rng), q, fmt.Sprintf("%d:%d", i, seq), key)
 		switch {
-		case resp.StatusCode == http.StatusOK:
+		case err != nil:
+			continue
+		case status == http.StatusOK:
 			return nil
-		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		case status >= 500 || status == http.StatusTooManyRequests:
 			continue
 		default:
-			return fmt.Errorf("publish %d:%d: %d %s", i, seq, resp.StatusCode, body)
+			return fmt.Errorf("publish %d:%d: %d %s", i, seq, status, body)
 		}
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,23 +46,13 @@ func storm(t *testing.T, addrs []string, keys, copies int, during func()) map[st
 						retries.Add(1)
 						time.Sleep(time.Duration(min(attempt, 10)) * 30 * time.Millisecond)
 					}
-					req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/publish?topic=storm&event=once",
-						strings.NewReader(key))
-					req.Header.Set("Authorization", "Bearer "+token)
-					req.Header.Set("Content-Type", "text/plain")
-					req.Header.Set("Idempotency-Key", key)
-					resp, err := publishClient.Do(req)
-					if err != nil {
-						continue
-					}
-					raw, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode >= 500 {
+					status, raw, err := publishKeyed(addr, "topic=storm&event=once", key, key)
+					if err != nil || status >= 500 {
 						continue
 					}
 					var out struct{ ID string }
-					if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.ID == "" {
-						t.Errorf("%s: %d %s", key, resp.StatusCode, raw)
+					if status != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.ID == "" {
+						t.Errorf("%s: %d %s", key, status, raw)
 						return
 					}
 					mu.Lock()

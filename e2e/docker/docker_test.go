@@ -141,23 +141,12 @@ func nonRoot(user string) bool {
 func waitServing(t *testing.T, d *docker, name, base string) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+	testenv.WaitOK(t, client, base+"/healthz", 20*time.Second, func() string {
+		if d.mustRun(30*time.Second, "inspect", "-f", "{{.State.Running}}", name) != "true" {
+			return "container exited before serving"
 		}
-		if running := d.mustRun(30*time.Second, "inspect", "-f", "{{.State.Running}}", name); running != "true" {
-			t.Fatalf("container exited before serving (last error: %v)", err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET /healthz did not answer 200 within 20s (last error: %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // waitHealthy polls Docker's own view of the HEALTHCHECK and returns when it is healthy.

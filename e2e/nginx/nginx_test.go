@@ -108,24 +108,15 @@ http {
 	})
 
 	base := "http://" + addr
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := client.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
+	testenv.WaitOK(t, client, base+"/healthz", 10*time.Second, func() string {
 		select {
 		case <-done:
-			t.Fatalf("nginx exited before serving:\n%s", out)
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Sprintf("nginx exited before serving:\n%s", out)
+		default:
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not proxy /healthz within 10s: %v", err)
-		}
-	}
+	})
+	return base
 }
 
 // client bounds every wait, so a proxy that holds a response back fails the test in

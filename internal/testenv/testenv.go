@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,24 +154,15 @@ func StartAt(t testing.TB, addr string, args []string, env ...string) *Process {
 			t.Logf("crier %s output:\n%s", addr, p.Output())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(p.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
+	WaitOK(t, nil, p.URL+"/healthz", 20*time.Second, func() string {
 		select {
 		case <-p.done:
-			t.Fatalf("crier exited before serving: %v\n%s", p.err, p.Output())
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Sprintf("crier exited before serving: %v\n%s", p.err, p.Output())
+		default:
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("crier did not answer /healthz on %s within 20s\n%s", addr, p.Output())
-		}
-	}
+	})
+	return p
 }
 
 // Signal sends sig to the process; it does nothing once the process has exited.
