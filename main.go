@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -32,6 +33,8 @@ import (
 var assets embed.FS
 
 func main() {
+	// One processor more than the machine offers: see hubWriters.
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
@@ -126,7 +129,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	// HTTP/1.1 streams are handed to the hub's few writers; HTTP/2 streams keep a handler
 	// goroutine each. Waiting 5 ms after a first event lets a writer batch a presence
 	// storm's events and lets request handlers run (BENCHMARKS.md).
-	hub := handlers.NewHub(handlers.HubOptions{Coalesce: 5 * time.Millisecond})
+	hub := handlers.NewHub(handlers.HubOptions{Coalesce: 5 * time.Millisecond, Writers: hubWriters()})
 	defer hub.Close()
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
@@ -217,6 +220,13 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 // protocols is what the server speaks: HTTP/1.1 always; HTTP/2 over TLS, where browsers
 // use it and lift their limit of six streams per host; cleartext HTTP/2 only when asked,
 // since browsers never speak it and only a proxy in front would.
+// hubWriters is how many goroutines write the hub's streams: one per processor of the Go
+// runtime but one. main gives the runtime one processor more than the machine offers, so
+// that while the writers run flat out one is left for the network poller and the request
+// handlers. Without it Go polls the network only every 10 ms (from its monitor thread)
+// while every processor is busy, and accepts and publishes wait that long.
+func hubWriters() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
 func protocols(tls, h2c bool) *http.Protocols {
 	var p http.Protocols
 	p.SetHTTP1(true)

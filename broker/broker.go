@@ -53,8 +53,9 @@ type Receipt struct {
 	Duplicate bool // an earlier publish with the same key is still retained; nothing was sent
 }
 
-// Broker fans events out to subscriptions. It starts no goroutines. Safe for concurrent
-// use; Publish never blocks on a subscriber.
+// Broker fans events out to subscriptions. It runs one goroutine, the dispatcher, which
+// does the fan-out (dispatch.go); Close stops it. Safe for concurrent use; Publish never
+// blocks on a subscriber.
 type Broker struct {
 	opts   Options
 	encode Encoder
@@ -62,13 +63,23 @@ type Broker struct {
 	mu      sync.Mutex
 	clock   clock
 	hist    *history
-	all     map[*Subscription]struct{}
-	byTopic map[string]map[*Subscription]struct{}
+	members map[*Subscription]struct{} // open subscriptions
 	closed  bool
 	begun   bool // without a Bus always; with one, once Begin has been called
 	// delivered is closed and replaced whenever a Bus delivers events, so that a
 	// publisher can wait for its own event.
 	delivered chan struct{}
+	outbox    []step        // for the dispatcher, in order
+	room      chan struct{} // closed when the dispatcher empties the outbox; made by a waiting publisher
+
+	kick    chan struct{} // cap 1: the outbox has something
+	quit    chan struct{} // closed by Close
+	stopped chan struct{} // closed when the dispatcher has returned
+
+	// The dispatcher's own: who is sent what.
+	all     map[*Subscription]struct{}
+	byTopic map[string]map[*Subscription]struct{}
+	slow    []*Subscription
 
 	stats counters
 }
@@ -85,12 +96,17 @@ func New(opts Options) *Broker {
 		opts:    opts,
 		encode:  opts.Encode,
 		clock:   clock{now: opts.Now},
+		members: make(map[*Subscription]struct{}),
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
 		all:     make(map[*Subscription]struct{}),
 		byTopic: make(map[string]map[*Subscription]struct{}),
 	}
 	if b.encode == nil {
 		b.encode = func(*Event) []byte { return nil }
 	}
+	go b.dispatch()
 	if opts.Bus != nil {
 		// The bus's log numbers events; until it says where it starts, nothing here is
 		// history.
@@ -104,10 +120,11 @@ func New(opts Options) *Broker {
 	return b
 }
 
-// Publish assigns m the next id and queues it for every subscriber that follows its topic.
+// Publish assigns m the next id, retains it, and hands it to the dispatcher, which queues
+// it for every subscriber that follows its topic; it returns without waiting for that.
 // A message whose Key matches a retained event is not sent again: the receipt carries the
-// earlier id. The context is unused in memory; it is part of the signature that a
-// cross-node broker shares.
+// earlier id. Publish waits only while the dispatcher is a full outbox behind; ctx ends
+// that wait.
 func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	if m.Name == "" {
 		m.Name = NameMessage
@@ -117,8 +134,8 @@ func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return Receipt{}, ErrClosed
+	if err := b.waitRoomLocked(ctx); err != nil {
+		return Receipt{}, err
 	}
 	if m.Key != "" {
 		if ev, ok := b.hist.byKey(m.Key); ok {
@@ -130,7 +147,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	ev := &Event{ID: id, Topic: m.Topic, Name: m.Name, Data: m.Data, Key: m.Key, Time: t, retained: true}
 	ev.wire = b.encode(ev)
 	b.retainLocked(ev)
-	b.fanoutLocked(ev)
+	b.enqueueLocked(step{ev: ev})
 	return Receipt{ID: id}, nil
 }
 
@@ -208,7 +225,7 @@ func (b *Broker) Subscribe(r Request) (*Subscription, error) {
 		b.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if b.opts.MaxSubscribers > 0 && len(b.all) >= b.opts.MaxSubscribers {
+	if b.opts.MaxSubscribers > 0 && len(b.members) >= b.opts.MaxSubscribers {
 		b.mu.Unlock()
 		return nil, ErrFull
 	}
@@ -234,17 +251,11 @@ func (b *Broker) Subscribe(r Request) (*Subscription, error) {
 	return s, nil
 }
 
-// registerLocked adds s to the subscribers and announces it.
+// registerLocked adds s to the subscribers, to be sent every event from now on, and
+// announces it.
 func (b *Broker) registerLocked(s *Subscription) {
-	b.all[s] = struct{}{}
-	for _, t := range s.topics {
-		subs := b.byTopic[t]
-		if subs == nil {
-			subs = make(map[*Subscription]struct{})
-			b.byTopic[t] = subs
-		}
-		subs[s] = struct{}{}
-	}
+	b.members[s] = struct{}{}
+	b.enqueueLocked(step{join: s})
 	b.stats.attached.Add(1)
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
@@ -291,18 +302,11 @@ func (b *Broker) detach(s *Subscription, reason error) {
 
 // removeLocked unregisters an ended subscription and announces it.
 func (b *Broker) removeLocked(s *Subscription) {
-	if _, ok := b.all[s]; !ok {
+	if _, ok := b.members[s]; !ok {
 		return
 	}
-	delete(b.all, s)
-	for _, t := range s.topics {
-		if subs := b.byTopic[t]; subs != nil {
-			delete(subs, s)
-			if len(subs) == 0 {
-				delete(b.byTopic, t)
-			}
-		}
-	}
+	delete(b.members, s)
+	b.enqueueLocked(step{leave: s})
 	b.stats.detached.Add(1)
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
@@ -316,33 +320,10 @@ func (b *Broker) removeLocked(s *Subscription) {
 // announceLocked sends a presence event about s to every subscriber.
 func (b *Broker) announceLocked(name string, s *Subscription) {
 	id, t := b.clock.next()
-	ev := &Event{ID: id, Name: name, Time: t, Data: presenceData(name, s.id, len(b.all), t)}
+	ev := &Event{ID: id, Name: name, Time: t, Data: presenceData(name, s.id, len(b.members), t)}
 	ev.wire = b.encode(ev)
 	b.stats.presence.Add(1)
-	b.fanoutLocked(ev)
-}
-
-// fanoutLocked queues ev for every subscriber that follows its topic. Subscribers whose
-// queue is full are cut off, and their departure announced in turn.
-func (b *Broker) fanoutLocked(ev *Event) {
-	var slow []*Subscription
-	deliver := func(subs map[*Subscription]struct{}) {
-		for s := range subs {
-			if !s.push(ev) {
-				slow = append(slow, s)
-			}
-		}
-		b.stats.deliveries.Add(uint64(len(subs) - len(slow)))
-	}
-	if ev.Topic == "" {
-		deliver(b.all)
-	} else {
-		deliver(b.byTopic[ev.Topic])
-	}
-	for _, s := range slow {
-		b.stats.cutoff.Add(1)
-		b.removeLocked(s)
-	}
+	b.enqueueLocked(step{ev: ev})
 }
 
 // signalDeliveredLocked wakes publishers waiting for their events.
@@ -353,21 +334,26 @@ func (b *Broker) signalDeliveredLocked() {
 	}
 }
 
-// Close ends every subscription with ErrClosed and refuses new ones. No presence events
-// are sent: everyone is leaving. Close is idempotent.
+// Close ends every subscription with ErrClosed, refuses new ones and stops the
+// dispatcher. No presence events are sent: everyone is leaving. Close is idempotent.
 func (b *Broker) Close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return
+	first := !b.closed
+	if first {
+		b.closed = true
+		b.signalDeliveredLocked()
+		b.signalRoomLocked()
+		for s := range b.members {
+			s.end(ErrClosed)
+		}
+		clear(b.members)
+		b.outbox = nil
 	}
-	b.closed = true
-	b.signalDeliveredLocked()
-	for s := range b.all {
-		s.end(ErrClosed)
+	b.mu.Unlock()
+	if first {
+		close(b.quit)
 	}
-	clear(b.all)
-	clear(b.byTopic)
+	<-b.stopped
 }
 
 // Ready returns ErrClosed once the broker is closed; with a Bus, the bus's error while
@@ -389,7 +375,7 @@ func (b *Broker) Ready() error {
 func (b *Broker) Subscribers() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.all)
+	return len(b.members)
 }
 
 func newSubscriberID() string {

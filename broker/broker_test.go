@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/crierhq/crier/broker"
@@ -27,9 +28,11 @@ func newBroker(t *testing.T, opts broker.Options) *broker.Broker {
 	return b
 }
 
-// drain takes whatever is queued for s right now.
+// drain takes whatever is queued for s once the broker's dispatcher has done all it
+// was given. Call it inside a synctest bubble.
 func drain(t *testing.T, s *broker.Subscription) []*broker.Event {
 	t.Helper()
+	synctest.Wait()
 	evs, err := s.Take(nil)
 	if err != nil {
 		t.Fatalf("Take: %v", err)
@@ -83,222 +86,240 @@ func publish(t *testing.T, b *broker.Broker, m broker.Message) broker.Receipt {
 }
 
 func TestPresenceAttachAndDetach(t *testing.T) {
-	b := newBroker(t, broker.Options{Presence: true})
-	first := subscribe(t, b, broker.Request{})
-	second := subscribe(t, b, broker.Request{})
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Presence: true})
+		first := subscribe(t, b, broker.Request{})
+		second := subscribe(t, b, broker.Request{})
 
-	got := drain(t, first)
-	if want := []string{"new_user", "new_user"}; fmt.Sprint(names(got)) != fmt.Sprint(want) {
-		t.Fatalf("first stream got %v, want %v", names(got), want)
-	}
-	for i, want := range []presence{
-		{Message: "new user connected", Subscriber: first.ID(), Subscribers: 1},
-		{Message: "new user connected", Subscriber: second.ID(), Subscribers: 2},
-	} {
-		p := decodePresence(t, got[i])
-		if p.Message != want.Message || p.Subscriber != want.Subscriber || p.Subscribers != want.Subscribers {
-			t.Errorf("event %d: got %+v, want %+v", i, p, want)
+		got := drain(t, first)
+		if want := []string{"new_user", "new_user"}; fmt.Sprint(names(got)) != fmt.Sprint(want) {
+			t.Fatalf("first stream got %v, want %v", names(got), want)
 		}
-	}
-	if got := drain(t, second); len(got) != 1 || got[0].Name != "new_user" || decodePresence(t, got[0]).Subscriber != second.ID() {
-		t.Fatalf("second stream got %v, want its own new_user", names(got))
-	}
+		for i, want := range []presence{
+			{Message: "new user connected", Subscriber: first.ID(), Subscribers: 1},
+			{Message: "new user connected", Subscriber: second.ID(), Subscribers: 2},
+		} {
+			p := decodePresence(t, got[i])
+			if p.Message != want.Message || p.Subscriber != want.Subscriber || p.Subscribers != want.Subscribers {
+				t.Errorf("event %d: got %+v, want %+v", i, p, want)
+			}
+		}
+		if got := drain(t, second); len(got) != 1 || got[0].Name != "new_user" || decodePresence(t, got[0]).Subscriber != second.ID() {
+			t.Fatalf("second stream got %v, want its own new_user", names(got))
+		}
 
-	second.Close()
-	second.Close() // idempotent: one user_left only
-	got = drain(t, first)
-	if len(got) != 1 || got[0].Name != "user_left" {
-		t.Fatalf("after close, first got %v, want one user_left", names(got))
-	}
-	p := decodePresence(t, got[0])
-	if p.Message != "user disconnected" || p.Subscriber != second.ID() || p.Subscribers != 1 {
-		t.Errorf("user_left data %+v", p)
-	}
-	if _, err := second.Take(nil); !errors.Is(err, broker.ErrEnded) {
-		t.Errorf("Take after Close: %v, want ErrEnded", err)
-	}
+		second.Close()
+		second.Close() // idempotent: one user_left only
+		got = drain(t, first)
+		if len(got) != 1 || got[0].Name != "user_left" {
+			t.Fatalf("after close, first got %v, want one user_left", names(got))
+		}
+		p := decodePresence(t, got[0])
+		if p.Message != "user disconnected" || p.Subscriber != second.ID() || p.Subscribers != 1 {
+			t.Errorf("user_left data %+v", p)
+		}
+		if _, err := second.Take(nil); !errors.Is(err, broker.ErrEnded) {
+			t.Errorf("Take after Close: %v, want ErrEnded", err)
+		}
+	})
 }
 
 func TestPresenceOff(t *testing.T) {
-	b := newBroker(t, broker.Options{})
-	s := subscribe(t, b, broker.Request{})
-	other := subscribe(t, b, broker.Request{})
-	other.Close()
-	if got := drain(t, s); len(got) != 0 {
-		t.Fatalf("presence off: got %v, want nothing", names(got))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{})
+		s := subscribe(t, b, broker.Request{})
+		other := subscribe(t, b, broker.Request{})
+		other.Close()
+		if got := drain(t, s); len(got) != 0 {
+			t.Fatalf("presence off: got %v, want nothing", names(got))
+		}
+	})
 }
 
 func TestRouting(t *testing.T) {
-	b := newBroker(t, broker.Options{History: 10})
-	all := subscribe(t, b, broker.Request{})
-	orders := subscribe(t, b, broker.Request{Topics: []string{"orders"}})
-	both := subscribe(t, b, broker.Request{Topics: []string{"orders", "alerts"}})
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{History: 10})
+		all := subscribe(t, b, broker.Request{})
+		orders := subscribe(t, b, broker.Request{Topics: []string{"orders"}})
+		both := subscribe(t, b, broker.Request{Topics: []string{"orders", "alerts"}})
 
-	publish(t, b, broker.Message{Topic: "orders", Data: []byte("1")})
-	publish(t, b, broker.Message{Topic: "alerts", Data: []byte("2")})
-	publish(t, b, broker.Message{Data: []byte("3")})
-	publish(t, b, broker.Message{Topic: "other", Data: []byte("4")})
+		publish(t, b, broker.Message{Topic: "orders", Data: []byte("1")})
+		publish(t, b, broker.Message{Topic: "alerts", Data: []byte("2")})
+		publish(t, b, broker.Message{Data: []byte("3")})
+		publish(t, b, broker.Message{Topic: "other", Data: []byte("4")})
 
-	for _, tc := range []struct {
-		name string
-		sub  *broker.Subscription
-		want string
-	}{
-		{"no topics", all, "[3]"},
-		{"orders", orders, "[1 3]"},
-		{"orders and alerts", both, "[1 2 3]"},
-	} {
-		var got []string
-		for _, ev := range drain(t, tc.sub) {
-			got = append(got, string(ev.Data))
+		for _, tc := range []struct {
+			name string
+			sub  *broker.Subscription
+			want string
+		}{
+			{"no topics", all, "[3]"},
+			{"orders", orders, "[1 3]"},
+			{"orders and alerts", both, "[1 2 3]"},
+		} {
+			var got []string
+			for _, ev := range drain(t, tc.sub) {
+				got = append(got, string(ev.Data))
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Errorf("%s: got %v, want %s", tc.name, got, tc.want)
+			}
 		}
-		if fmt.Sprint(got) != tc.want {
-			t.Errorf("%s: got %v, want %s", tc.name, got, tc.want)
-		}
-	}
+	})
 }
 
 func TestEventDefaultsAndWire(t *testing.T) {
-	b := newBroker(t, broker.Options{})
-	s := subscribe(t, b, broker.Request{})
-	r := publish(t, b, broker.Message{Data: []byte(`{"a":1}`)})
-	evs := drain(t, s)
-	if len(evs) != 1 {
-		t.Fatalf("got %d events, want 1", len(evs))
-	}
-	ev := evs[0]
-	if ev.ID != r.ID || ev.Name != broker.NameMessage || !ev.Retained() {
-		t.Errorf("event %+v, receipt %+v", ev, r)
-	}
-	if want := fmt.Sprintf("%d message {\"a\":1}", r.ID); string(ev.Wire()) != want {
-		t.Errorf("Wire() = %q, want %q", ev.Wire(), want)
-	}
-	// The same bytes are shared, not re-encoded, for every subscriber.
-	a := subscribe(t, b, broker.Request{})
-	c := subscribe(t, b, broker.Request{})
-	publish(t, b, broker.Message{Data: []byte("x")})
-	wa, wc := drain(t, a)[0].Wire(), drain(t, c)[0].Wire()
-	if &wa[0] != &wc[0] {
-		t.Error("two subscribers got separately encoded bytes for one event")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{})
+		s := subscribe(t, b, broker.Request{})
+		r := publish(t, b, broker.Message{Data: []byte(`{"a":1}`)})
+		evs := drain(t, s)
+		if len(evs) != 1 {
+			t.Fatalf("got %d events, want 1", len(evs))
+		}
+		ev := evs[0]
+		if ev.ID != r.ID || ev.Name != broker.NameMessage || !ev.Retained() {
+			t.Errorf("event %+v, receipt %+v", ev, r)
+		}
+		if want := fmt.Sprintf("%d message {\"a\":1}", r.ID); string(ev.Wire()) != want {
+			t.Errorf("Wire() = %q, want %q", ev.Wire(), want)
+		}
+		// The same bytes are shared, not re-encoded, for every subscriber.
+		a := subscribe(t, b, broker.Request{})
+		c := subscribe(t, b, broker.Request{})
+		publish(t, b, broker.Message{Data: []byte("x")})
+		wa, wc := drain(t, a)[0].Wire(), drain(t, c)[0].Wire()
+		if &wa[0] != &wc[0] {
+			t.Error("two subscribers got separately encoded bytes for one event")
+		}
+	})
 }
 
 func TestIDsIncrease(t *testing.T) {
-	// A frozen clock must still yield strictly increasing ids.
-	frozen := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	b := newBroker(t, broker.Options{Presence: true, Now: func() time.Time { return frozen }})
-	s := subscribe(t, b, broker.Request{})
-	for range 100 {
-		publish(t, b, broker.Message{Data: []byte("x")})
-	}
-	subscribe(t, b, broker.Request{}).Close()
-	var last uint64
-	for _, ev := range drain(t, s) {
-		if ev.ID <= last {
-			t.Fatalf("id %d after %d: not strictly increasing", ev.ID, last)
+	synctest.Test(t, func(t *testing.T) {
+		// A frozen clock must still yield strictly increasing ids.
+		frozen := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+		b := newBroker(t, broker.Options{Presence: true, Now: func() time.Time { return frozen }})
+		s := subscribe(t, b, broker.Request{})
+		for range 100 {
+			publish(t, b, broker.Message{Data: []byte("x")})
 		}
-		last = ev.ID
-	}
-	// Ids come from the wall clock, so a restarted broker continues above the old ones.
-	later := broker.New(broker.Options{Now: func() time.Time { return frozen.Add(time.Second) }})
-	defer later.Close()
-	r := publish(t, later, broker.Message{})
-	if r.ID <= last {
-		t.Errorf("after a restart the first id %d is not above %d", r.ID, last)
-	}
-	if got := broker.FormatID(r.ID); len(got) != 16 {
-		t.Errorf("id %s has %d digits, want 16", got, len(got))
-	}
+		subscribe(t, b, broker.Request{}).Close()
+		var last uint64
+		for _, ev := range drain(t, s) {
+			if ev.ID <= last {
+				t.Fatalf("id %d after %d: not strictly increasing", ev.ID, last)
+			}
+			last = ev.ID
+		}
+		// Ids come from the wall clock, so a restarted broker continues above the old ones.
+		later := broker.New(broker.Options{Now: func() time.Time { return frozen.Add(time.Second) }})
+		defer later.Close()
+		r := publish(t, later, broker.Message{})
+		if r.ID <= last {
+			t.Errorf("after a restart the first id %d is not above %d", r.ID, last)
+		}
+		if got := broker.FormatID(r.ID); len(got) != 16 {
+			t.Errorf("id %s has %d digits, want 16", got, len(got))
+		}
+	})
 }
 
 func TestIdempotencyKey(t *testing.T) {
-	b := newBroker(t, broker.Options{History: 2})
-	s := subscribe(t, b, broker.Request{})
-	first := publish(t, b, broker.Message{Data: []byte("a"), Key: "k1"})
-	again := publish(t, b, broker.Message{Data: []byte("a"), Key: "k1"})
-	if !again.Duplicate || again.ID != first.ID {
-		t.Fatalf("retry receipt %+v, want duplicate of %d", again, first.ID)
-	}
-	if got := drain(t, s); len(got) != 1 {
-		t.Fatalf("retry delivered again: got %d events, want 1", len(got))
-	}
-	// Once the first event leaves history the key is forgotten.
-	publish(t, b, broker.Message{Data: []byte("b")})
-	publish(t, b, broker.Message{Data: []byte("c")})
-	late := publish(t, b, broker.Message{Data: []byte("a"), Key: "k1"})
-	if late.Duplicate || late.ID == first.ID {
-		t.Errorf("key still remembered after eviction: %+v", late)
-	}
-	if st := b.Stats(); st.Duplicates != 1 {
-		t.Errorf("Stats().Duplicates = %d, want 1", st.Duplicates)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{History: 2})
+		s := subscribe(t, b, broker.Request{})
+		first := publish(t, b, broker.Message{Data: []byte("a"), Key: "k1"})
+		again := publish(t, b, broker.Message{Data: []byte("a"), Key: "k1"})
+		if !again.Duplicate || again.ID != first.ID {
+			t.Fatalf("retry receipt %+v, want duplicate of %d", again, first.ID)
+		}
+		if got := drain(t, s); len(got) != 1 {
+			t.Fatalf("retry delivered again: got %d events, want 1", len(got))
+		}
+		// Once the first event leaves history the key is forgotten.
+		publish(t, b, broker.Message{Data: []byte("b")})
+		publish(t, b, broker.Message{Data: []byte("c")})
+		late := publish(t, b, broker.Message{Data: []byte("a"), Key: "k1"})
+		if late.Duplicate || late.ID == first.ID {
+			t.Errorf("key still remembered after eviction: %+v", late)
+		}
+		if st := b.Stats(); st.Duplicates != 1 {
+			t.Errorf("Stats().Duplicates = %d, want 1", st.Duplicates)
+		}
+	})
 }
 
 func TestMaxSubscribers(t *testing.T) {
-	b := newBroker(t, broker.Options{MaxSubscribers: 2})
-	a := subscribe(t, b, broker.Request{})
-	subscribe(t, b, broker.Request{})
-	if _, err := b.Subscribe(broker.Request{}); !errors.Is(err, broker.ErrFull) {
-		t.Fatalf("third Subscribe: %v, want ErrFull", err)
-	}
-	a.Close()
-	subscribe(t, b, broker.Request{})
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{MaxSubscribers: 2})
+		a := subscribe(t, b, broker.Request{})
+		subscribe(t, b, broker.Request{})
+		if _, err := b.Subscribe(broker.Request{}); !errors.Is(err, broker.ErrFull) {
+			t.Fatalf("third Subscribe: %v, want ErrFull", err)
+		}
+		a.Close()
+		subscribe(t, b, broker.Request{})
+	})
 }
 
 func TestClose(t *testing.T) {
-	b := broker.New(broker.Options{Presence: true})
-	s, _ := b.Subscribe(broker.Request{})
-	b.Close()
-	b.Close()
-	<-s.Ready()
-	if evs, err := s.Take(nil); !errors.Is(err, broker.ErrClosed) || len(evs) != 0 {
-		t.Fatalf("Take after broker Close: %d events, %v; want none, ErrClosed", len(evs), err)
-	}
-	if _, err := b.Subscribe(broker.Request{}); !errors.Is(err, broker.ErrClosed) {
-		t.Errorf("Subscribe after Close: %v", err)
-	}
-	if _, err := b.Publish(context.Background(), broker.Message{}); !errors.Is(err, broker.ErrClosed) {
-		t.Errorf("Publish after Close: %v", err)
-	}
-	if err := b.Ready(); !errors.Is(err, broker.ErrClosed) {
-		t.Errorf("Ready after Close: %v", err)
-	}
-	s.Close() // after the broker closed: no panic, no presence
+	synctest.Test(t, func(t *testing.T) {
+		b := broker.New(broker.Options{Presence: true})
+		s, _ := b.Subscribe(broker.Request{})
+		b.Close()
+		b.Close()
+		<-s.Ready()
+		if evs, err := s.Take(nil); !errors.Is(err, broker.ErrClosed) || len(evs) != 0 {
+			t.Fatalf("Take after broker Close: %d events, %v; want none, ErrClosed", len(evs), err)
+		}
+		if _, err := b.Subscribe(broker.Request{}); !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("Subscribe after Close: %v", err)
+		}
+		if _, err := b.Publish(context.Background(), broker.Message{}); !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("Publish after Close: %v", err)
+		}
+		if err := b.Ready(); !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("Ready after Close: %v", err)
+		}
+		s.Close() // after the broker closed: no panic, no presence
+	})
 }
 
 func TestSlowSubscriberIsCutOff(t *testing.T) {
-	b := newBroker(t, broker.Options{Buffer: 4, Presence: true, History: 100})
-	stalled := subscribe(t, b, broker.Request{})
-	reader := subscribe(t, b, broker.Request{})
-	drain(t, stalled)
-	drain(t, reader)
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Buffer: 4, Presence: true, History: 100})
+		stalled := subscribe(t, b, broker.Request{})
+		reader := subscribe(t, b, broker.Request{})
+		drain(t, stalled)
+		drain(t, reader)
 
-	var last broker.Receipt
-	for i := range 20 {
-		last = publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
-		if got := drain(t, reader); len(got) == 0 {
-			t.Fatalf("publish %d: the reading subscriber got nothing", i)
+		var last broker.Receipt
+		for i := range 20 {
+			last = publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
+			if got := drain(t, reader); len(got) == 0 {
+				t.Fatalf("publish %d: the reading subscriber got nothing", i)
+			}
 		}
-	}
-	if err := stalled.Err(); !errors.Is(err, broker.ErrSlow) {
-		t.Fatalf("stalled subscriber: Err() = %v, want ErrSlow", err)
-	}
-	if evs, err := stalled.Take(nil); len(evs) != 0 || !errors.Is(err, broker.ErrSlow) {
-		t.Errorf("stalled Take: %d events, %v; want none, ErrSlow (its queue is dropped)", len(evs), err)
-	}
-	if st := b.Stats(); st.CutOff != 1 || st.Subscribers != 1 {
-		t.Errorf("stats after cut-off: %+v", st)
-	}
-	// Reconnecting with the last id it saw catches up from history.
-	back := subscribe(t, b, broker.Request{Resume: true, LastEventID: "0"})
-	evs := drain(t, back)
-	if evs[len(evs)-1].Name != "new_user" {
-		t.Fatalf("resumed stream should end with its own new_user, got %v", names(evs))
-	}
-	if replayed := evs[len(evs)-2]; replayed.ID != last.ID {
-		t.Errorf("last replayed id %d, want %d", replayed.ID, last.ID)
-	}
+		if err := stalled.Err(); !errors.Is(err, broker.ErrSlow) {
+			t.Fatalf("stalled subscriber: Err() = %v, want ErrSlow", err)
+		}
+		if evs, err := stalled.Take(nil); len(evs) != 0 || !errors.Is(err, broker.ErrSlow) {
+			t.Errorf("stalled Take: %d events, %v; want none, ErrSlow (its queue is dropped)", len(evs), err)
+		}
+		if st := b.Stats(); st.CutOff != 1 || st.Subscribers != 1 {
+			t.Errorf("stats after cut-off: %+v", st)
+		}
+		// Reconnecting with the last id it saw catches up from history.
+		back := subscribe(t, b, broker.Request{Resume: true, LastEventID: "0"})
+		evs := drain(t, back)
+		if evs[len(evs)-1].Name != "new_user" {
+			t.Fatalf("resumed stream should end with its own new_user, got %v", names(evs))
+		}
+		if replayed := evs[len(evs)-2]; replayed.ID != last.ID {
+			t.Errorf("last replayed id %d, want %d", replayed.ID, last.ID)
+		}
+	})
 }
 
 func TestConcurrentAttachDetachPublish(t *testing.T) {
@@ -350,18 +371,21 @@ func ExampleBroker() {
 // TestLimitCountsFromFirstTake: a subscription whose consumer has not begun is not behind,
 // however many events a storm queues for it; once it has taken, the limit applies.
 func TestLimitCountsFromFirstTake(t *testing.T) {
-	b := newBroker(t, broker.Options{Buffer: 4})
-	s := subscribe(t, b, broker.Request{})
-	for i := range 10 {
-		publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
-	}
-	if got := drain(t, s); len(got) != 10 {
-		t.Fatalf("before its first Take the subscription kept %d of 10 events", len(got))
-	}
-	for i := range 5 {
-		publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
-	}
-	if err := s.Err(); !errors.Is(err, broker.ErrSlow) {
-		t.Fatalf("5 events behind a limit of 4 after taking: Err() = %v, want ErrSlow", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Buffer: 4})
+		s := subscribe(t, b, broker.Request{})
+		for i := range 10 {
+			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
+		}
+		if got := drain(t, s); len(got) != 10 {
+			t.Fatalf("before its first Take the subscription kept %d of 10 events", len(got))
+		}
+		for i := range 5 {
+			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
+		}
+		synctest.Wait()
+		if err := s.Err(); !errors.Is(err, broker.ErrSlow) {
+			t.Fatalf("5 events behind a limit of 4 after taking: Err() = %v, want ErrSlow", err)
+		}
+	})
 }

@@ -11,7 +11,7 @@ import (
 // the log, and every node, the publishing one included, receives it back in log order
 // through Deliver. Presence changes go the same way, so published and presence events
 // reach every stream of every node in one order. The Bus owns the goroutines that read
-// the log; the Broker starts none.
+// the log.
 type Bus interface {
 	// Publish appends m to the log and returns the id the log gave it. When m.Key
 	// matches an event the log still retains, nothing is appended and the receipt
@@ -69,7 +69,9 @@ func (b *Broker) Begin(head uint64) {
 // Deliver hands the Broker events its Bus read from the log, oldest first. Published
 // events are retained and fanned out exactly as a local Publish would; presence events
 // are fanned out only. An event whose id is not above the newest one delivered is
-// ignored, so a Bus may hand over an event twice. Deliver never blocks on a subscriber.
+// ignored, so a Bus may hand over an event twice. Deliver never blocks on a subscriber;
+// it waits while the dispatcher is a full outbox behind, which slows the reading of the
+// log down to the pace of the fan-out.
 func (b *Broker) Deliver(evs ...*Event) {
 	// Encode outside the lock: it is the costly part, and the events are not shared yet.
 	for _, ev := range evs {
@@ -81,7 +83,7 @@ func (b *Broker) Deliver(evs ...*Event) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
+	if b.waitRoomLocked(context.Background()) != nil {
 		return
 	}
 	for _, ev := range evs {
@@ -94,7 +96,7 @@ func (b *Broker) Deliver(evs ...*Event) {
 		} else {
 			b.stats.presence.Add(1)
 		}
-		b.fanoutLocked(ev)
+		b.enqueueLocked(step{ev: ev})
 	}
 	b.signalDeliveredLocked()
 }
@@ -114,7 +116,7 @@ func (b *Broker) Lost(next uint64) {
 		b.clock.last = max(b.clock.last, next-1)
 	}
 	b.hist = newHistory(max(b.opts.History, 0), b.clock.last)
-	for s := range b.all {
+	for s := range b.members {
 		if s.end(ErrSlow) {
 			b.stats.cutoff.Add(1)
 		}
@@ -127,8 +129,8 @@ func (b *Broker) Lost(next uint64) {
 func (b *Broker) SubscriberIDs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ids := make([]string, 0, len(b.all))
-	for s := range b.all {
+	ids := make([]string, 0, len(b.members))
+	for s := range b.members {
 		ids = append(ids, s.id)
 	}
 	return ids

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/crierhq/crier/broker"
 )
@@ -41,7 +43,7 @@ func TestResume(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := subscribe(t, b, broker.Request{Topics: tc.topics, Resume: true, LastEventID: tc.last})
 			defer s.Close()
-			evs := drain(t, s)
+			evs := replayed(t, s)
 			var data []string
 			missed := false
 			for i, ev := range evs {
@@ -73,18 +75,31 @@ func TestResume(t *testing.T) {
 	}
 }
 
+// replayed takes what Subscribe queued from history: it is there at once, before any
+// live event.
+func replayed(t *testing.T, s *broker.Subscription) []*broker.Event {
+	t.Helper()
+	evs, err := s.Take(nil)
+	if err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	return evs
+}
+
 func TestHistoryZeroDisablesReplay(t *testing.T) {
-	b := newBroker(t, broker.Options{History: 0})
-	r := publish(t, b, broker.Message{Data: []byte("a")})
-	s := subscribe(t, b, broker.Request{Resume: true, LastEventID: broker.FormatID(r.ID)})
-	if got := drain(t, s); len(got) != 0 {
-		t.Errorf("nothing published since the id, yet got %v", names(got))
-	}
-	publish(t, b, broker.Message{Data: []byte("b")})
-	late := subscribe(t, b, broker.Request{Resume: true, LastEventID: broker.FormatID(r.ID)})
-	if got := drain(t, late); len(got) != 1 || got[0].Name != broker.NameMissed {
-		t.Errorf("with nothing retained a gap must be reported, got %v", names(got))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{History: 0})
+		r := publish(t, b, broker.Message{Data: []byte("a")})
+		s := subscribe(t, b, broker.Request{Resume: true, LastEventID: broker.FormatID(r.ID)})
+		if got := drain(t, s); len(got) != 0 {
+			t.Errorf("nothing published since the id, yet got %v", names(got))
+		}
+		publish(t, b, broker.Message{Data: []byte("b")})
+		late := subscribe(t, b, broker.Request{Resume: true, LastEventID: broker.FormatID(r.ID)})
+		if got := drain(t, late); len(got) != 1 || got[0].Name != broker.NameMissed {
+			t.Errorf("with nothing retained a gap must be reported, got %v", names(got))
+		}
+	})
 }
 
 // client follows a topic set across disconnects, resuming like EventSource does: with the
@@ -103,7 +118,24 @@ func (c *client) connect(t *testing.T, b *broker.Broker) {
 	c.sub = subscribe(t, b, broker.Request{Topics: c.topics, Resume: c.last != "", LastEventID: c.last})
 }
 
+// read takes what is queued; until the client has seen its own first new_user (the
+// dispatcher sends it a moment after Subscribe), it waits for it.
 func (c *client) read(t *testing.T) {
+	t.Helper()
+	for {
+		c.take(t)
+		if c.joined != 0 {
+			return
+		}
+		select {
+		case <-c.sub.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatal("no new_user of its own within 10s")
+		}
+	}
+}
+
+func (c *client) take(t *testing.T) {
 	t.Helper()
 	evs, err := c.sub.Take(nil)
 	if err != nil {

@@ -45,9 +45,9 @@ func (s *Subscription) Ready() <-chan struct{} { return s.ready }
 
 // Notify makes the subscription call f, instead of signalling Ready, whenever events
 // arrive or it ends; once now if some are waiting already. It lets one goroutine serve
-// many subscriptions without a select over each one's channel. f runs while the broker
-// holds its locks: it must return at once, and must not call the broker or the
-// subscription. Call Notify at most once, before draining with Take.
+// many subscriptions without a select over each one's channel. f runs while the broker's
+// dispatcher holds the subscription's lock: it must return at once, and must not call the
+// broker or the subscription. Call Notify at most once, before draining with Take.
 func (s *Subscription) Notify(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -178,3 +178,7 @@ func (w *watcher) run(stop <-chan struct{}) {
 		}
 	}
 }
+
+// yieldThread lets the kernel run the process's other threads now, should they be waiting
+// for this core.
+func yieldThread() { syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }

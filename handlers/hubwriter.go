@@ -60,9 +60,12 @@ type shard struct {
 const (
 	maxTick = time.Second           // heartbeat, expiry and write-timeout resolution
 	minTick = 10 * time.Millisecond // for very short heartbeats (tests)
-	// yieldEvery streams served, a writer lets other goroutines run, so that request
-	// handlers (publishes, new streams) are not kept waiting behind a long round.
-	yieldEvery = 256
+	// yieldEvery streams served (about half a millisecond of writes), a writer lets
+	// other goroutines and then the process's other threads run, so that request
+	// handlers (publishes, new streams) and the broker's dispatcher are not kept waiting
+	// behind a long round: on a busy core, the kernel would otherwise leave a woken
+	// thread waiting for up to 10 ms.
+	yieldEvery = 64
 	// finishPerRound bounds the ended streams reported per round. Each report detaches a
 	// subscription, and with presence on that is a user_left event for every stream: a
 	// thousand clients leaving at once must not queue a thousand events for the others
@@ -171,6 +174,7 @@ func (sh *shard) drain() {
 			sh.serve(s)
 			if served++; served%yieldEvery == 0 {
 				runtime.Gosched()
+				yieldThread()
 				sh.now = time.Now()
 			}
 		}

@@ -178,7 +178,7 @@ func commonFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&o.concurrency, "concurrency", 256, "streams being opened at once")
 	fs.IntVar(&o.bufSize, "read-buffer", 4096, "initial read buffer per stream, in bytes (it grows for longer lines)")
 	fs.StringVar(&o.engine, "engine", "epoll", "how streams are read: epoll (a few event loops, one read per ready socket)\nor goroutine (a goroutine per stream through net.Conn: simpler, costlier)")
-	fs.IntVar(&o.loops, "loops", runtime.GOMAXPROCS(0), "event loops of the epoll engine")
+	fs.IntVar(&o.loops, "loops", runtime.NumCPU(), "event loops of the epoll engine (the tool runs with one Go processor more,\nfor its publishers)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (to check the tool is not the bottleneck)")
 }
 
@@ -249,6 +249,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadtest %s: unexpected argument %q\n", sc.name, fs.Arg(0))
 		return 2
 	}
+	// Busy event loops must not keep the publishers, whose latency is measured, waiting for
+	// a processor.
+	runtime.GOMAXPROCS(max(o.loops, 1) + 1)
 	r, err := newRunner(o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "loadtest %s: %v\n", sc.name, err)
