@@ -40,6 +40,7 @@ type HubOptions struct {
 // of one server.
 type Hub struct {
 	coalesce time.Duration
+	gosched  bool // the writers hold every processor: they must let other goroutines run
 	shards   []*shard
 	watch    *watcher // nil when the platform has none: each stream gets a reading goroutine
 	next     atomic.Uint32
@@ -72,7 +73,7 @@ func newHub(o HubOptions) *Hub {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	h := &Hub{coalesce: o.Coalesce, stop: make(chan struct{})}
+	h := &Hub{coalesce: o.Coalesce, gosched: n >= runtime.GOMAXPROCS(0), stop: make(chan struct{})}
 	for range n {
 		sh := &shard{h: h, wake: make(chan struct{}, 1), tick: maxTick}
 		h.shards = append(h.shards, sh)

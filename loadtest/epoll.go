@@ -61,6 +61,7 @@ type loop struct {
 	table  *fdTable
 	events [256]syscall.EpollEvent
 	done   chan struct{}
+	yield  bool // let the process's other threads run every few hundred sockets
 
 	// Closing requests from other goroutines: streams are closed on the loop only, so a
 	// descriptor is never closed while the loop may still read it.
@@ -69,7 +70,7 @@ type loop struct {
 	closing      []*stream
 }
 
-func newLoop(table *fdTable) (*loop, error) {
+func newLoop(table *fdTable, yield bool) (*loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -79,7 +80,7 @@ func newLoop(table *fdTable) (*loop, error) {
 		syscall.Close(epfd)
 		return nil, os.NewSyscallError("pipe2", err)
 	}
-	l := &loop{epfd: epfd, table: table, done: make(chan struct{}), wakeR: pipe[0], wakeW: pipe[1]}
+	l := &loop{epfd: epfd, table: table, done: make(chan struct{}), yield: yield, wakeR: pipe[0], wakeW: pipe[1]}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wakeR)}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakeR, &ev); err != nil {
 		l.closeFDs()
@@ -109,6 +110,8 @@ func (l *loop) closeFDs() {
 // run serves ready descriptors until stop closes the epoll file.
 func (l *loop) run() {
 	defer close(l.done)
+	const yieldEvery = 256
+	served := 0
 	for {
 		err := l.raw.Read(func(uintptr) bool {
 			n, err := syscall.EpollWait(l.epfd, l.events[:], 0)
@@ -121,12 +124,16 @@ func (l *loop) run() {
 			for i := range n {
 				l.dispatch(&l.events[i])
 			}
+			served += n
 			return true
 		})
 		// A busy loop would keep its thread on the core until the kernel preempts it,
 		// delaying the tool's other threads (the publishers, whose latency is measured)
-		// by milliseconds: let them run between rounds.
-		syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+		// by milliseconds: let them run every few hundred sockets served.
+		if l.yield && served >= yieldEvery {
+			served = 0
+			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+		}
 		if err != nil {
 			return
 		}
