@@ -60,12 +60,12 @@ type shard struct {
 const (
 	maxTick = time.Second           // heartbeat, expiry and write-timeout resolution
 	minTick = 10 * time.Millisecond // for very short heartbeats (tests)
-	// yieldEvery streams served (about 0.7 ms of writes), a writer lets the process's
+	// yieldEvery streams served (about 0.3 ms of writes), a writer lets the process's
 	// other threads run, and other goroutines too when the writers hold every processor,
 	// so that request handlers (publishes, new streams) and the broker's dispatcher are
 	// not kept waiting behind a long pass: on a busy core, the kernel would otherwise
 	// leave a woken thread waiting for up to 10 ms.
-	yieldEvery = 64
+	yieldEvery = 32
 	// finishPerRound bounds the ended streams reported per round. Each report detaches a
 	// subscription, and with presence on that is a user_left event for every stream: a
 	// thousand clients leaving at once must not queue a thousand events for the others
