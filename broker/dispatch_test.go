@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 
@@ -79,4 +80,39 @@ func TestCloseStopsTheDispatcher(t *testing.T) {
 			t.Errorf("Publish after Close: %v, want ErrClosed", err)
 		}
 	})
+}
+
+// TestJoinsAndEventsInOneOrder: a subscription gets exactly the events published after
+// its Subscribe returned, in publish order: second subscribes while "one" still waits for
+// the dispatcher, and must not get it. With presence on, the announcements fall in the
+// same order.
+func TestJoinsAndEventsInOneOrder(t *testing.T) {
+	for _, presence := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBroker(t, broker.Options{Presence: presence})
+			first := subscribe(t, b, broker.Request{})
+			publish(t, b, broker.Message{Name: "one"})
+			second := subscribe(t, b, broker.Request{})
+			publish(t, b, broker.Message{Name: "two"})
+			synctest.Wait() // what first was sent, it keeps when it closes
+			first.Close()
+			publish(t, b, broker.Message{Name: "three"})
+			synctest.Wait()
+
+			want := map[*broker.Subscription][]string{
+				first:  {"one", "two"},
+				second: {"two", "three"},
+			}
+			if presence {
+				want[first] = []string{broker.NameNewUser, "one", broker.NameNewUser, "two"}
+				want[second] = []string{broker.NameNewUser, "two", broker.NameUserLeft, "three"}
+			}
+			for s, w := range want {
+				evs, _ := s.Take(nil) // first is closed: Take still hands out what it had
+				if got := names(evs); fmt.Sprint(got) != fmt.Sprint(w) {
+					t.Errorf("presence %v: got %v, want %v", presence, got, w)
+				}
+			}
+		})
+	}
 }
