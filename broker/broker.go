@@ -77,8 +77,8 @@ type Broker struct {
 	stopped chan struct{} // closed when the dispatcher has returned
 
 	// The dispatcher's own: who is sent what.
-	all     map[*Subscription]struct{}
-	byTopic map[string]map[*Subscription]struct{}
+	all     roster
+	byTopic map[string]*roster
 	slow    []*Subscription
 
 	stats counters
@@ -100,8 +100,7 @@ func New(opts Options) *Broker {
 		kick:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
-		all:     make(map[*Subscription]struct{}),
-		byTopic: make(map[string]map[*Subscription]struct{}),
+		byTopic: make(map[string]*roster),
 	}
 	if b.encode == nil {
 		b.encode = func(*Event) []byte { return nil }

@@ -96,24 +96,24 @@ func (b *Broker) dispatch() {
 
 // route starts sending s the events it follows.
 func (b *Broker) route(s *Subscription) {
-	b.all[s] = struct{}{}
+	b.all.add(s)
 	for _, t := range s.topics {
 		subs := b.byTopic[t]
 		if subs == nil {
-			subs = make(map[*Subscription]struct{})
+			subs = &roster{}
 			b.byTopic[t] = subs
 		}
-		subs[s] = struct{}{}
+		subs.add(s)
 	}
 }
 
 // unroute stops sending s anything.
 func (b *Broker) unroute(s *Subscription) {
-	delete(b.all, s)
+	b.all.remove(s)
 	for _, t := range s.topics {
 		if subs := b.byTopic[t]; subs != nil {
-			delete(subs, s)
-			if len(subs) == 0 {
+			subs.remove(s)
+			if subs.len() == 0 {
 				delete(b.byTopic, t)
 			}
 		}
@@ -123,17 +123,19 @@ func (b *Broker) unroute(s *Subscription) {
 // fanout queues ev for every subscriber that follows its topic. Subscribers whose queue
 // is full are cut off, and their departure announced in turn.
 func (b *Broker) fanout(ev *Event) {
-	subs := b.all
+	subs := &b.all
 	if ev.Topic != "" {
-		subs = b.byTopic[ev.Topic]
+		if subs = b.byTopic[ev.Topic]; subs == nil {
+			return
+		}
 	}
 	b.slow = b.slow[:0]
-	for s := range subs {
+	for _, s := range subs.subs {
 		if !s.push(ev) {
 			b.slow = append(b.slow, s)
 		}
 	}
-	b.stats.deliveries.Add(uint64(len(subs) - len(b.slow)))
+	b.stats.deliveries.Add(uint64(subs.len() - len(b.slow)))
 	if len(b.slow) == 0 {
 		return
 	}
