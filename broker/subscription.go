@@ -124,7 +124,11 @@ func (s *Subscription) push(ev *Event) bool {
 		return false
 	}
 	s.queue = append(s.queue, ev)
-	s.wake()
+	if len(s.queue) == 1 {
+		// The consumer was told when the queue stopped being empty, and takes all of
+		// it: telling it again for every event would be wasted on a busy stream.
+		s.wake()
+	}
 	return true
 }
 
