@@ -4,19 +4,25 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
-// fdSink writes to a socket's descriptor without waiting: Go's sockets are non-blocking,
-// so a full socket answers EAGAIN instead of parking the writer. The write runs inside
-// RawConn.Write, which keeps the descriptor from being closed (and its number reused)
-// meanwhile; fn is made once per stream, so a write allocates nothing.
+// fdSink sends to a socket's descriptor without waiting: Go's sockets are non-blocking,
+// so a full socket answers EAGAIN instead of parking the writer. The send runs inside
+// RawConn.Control, which keeps the descriptor from being closed (and its number reused)
+// meanwhile. Control, unlike RawConn.Write, does not take the descriptor's write lock or
+// reset its poller state: only the stream's writer ever writes the socket, and it never
+// waits for it through Go's poller. send(2) rather than write(2) skips the file layer,
+// and MSG_NOSIGNAL spares a signal when the client is gone. Together they cut the server's
+// core time per write from 6.7 to 5.9 µs in the fan-out run (BENCHMARKS.md). fn is made
+// once per stream, so a write allocates nothing.
 type fdSink struct {
 	conn net.Conn
 	raw  syscall.RawConn
-	fn   func(fd uintptr) bool
-	b    []byte // what fn writes, and what it did
+	fn   func(fd uintptr)
+	b    []byte // what fn sends, and what it did
 	n    int
-	err  error
+	err  syscall.Errno
 }
 
 // newSink returns the fastest sink for conn and its descriptor (-1 when it has none).
@@ -34,11 +40,18 @@ func newSink(conn net.Conn) (sink, int) {
 		return connSink{conn}, -1
 	}
 	s := &fdSink{conn: conn, raw: raw}
-	s.fn = func(fd uintptr) bool {
+	s.fn = func(fd uintptr) {
 		for {
-			s.n, s.err = syscall.Write(int(fd), s.b)
-			if s.err != syscall.EINTR {
-				return true // done, or EAGAIN: never wait here
+			// A send on a non-blocking socket never blocks: the raw form spares the
+			// scheduler's system-call hand-off.
+			n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.b[0])),
+				uintptr(len(s.b)), syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
+			if e != syscall.EINTR {
+				s.n, s.err = int(n), e
+				if e != 0 {
+					s.n = 0
+				}
+				return
 			}
 		}
 	}
@@ -46,15 +59,18 @@ func newSink(conn net.Conn) (sink, int) {
 }
 
 func (s *fdSink) write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
 	s.b = b
-	err := s.raw.Write(s.fn)
+	err := s.raw.Control(s.fn)
 	s.b = nil
 	switch {
 	case err != nil:
 		return 0, err // closed
 	case s.err == syscall.EAGAIN:
 		return 0, errAgain
-	case s.err != nil:
+	case s.err != 0:
 		return 0, s.err
 	case s.n < len(b):
 		return s.n, errAgain
