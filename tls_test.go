@@ -15,11 +15,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,15 +124,7 @@ func TestHTTP2(t *testing.T) {
 			t.Parallel()
 			addr := testenv.FreeAddr(t)
 			args := []string{"-addr", addr, "-publish-token", "tok", "-log-level", "error"}
-			var dials atomic.Int32
-			dialer := &net.Dialer{}
-			tr := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-				c, err := dialer.DialContext(ctx, network, a)
-				if err == nil {
-					dials.Add(1)
-				}
-				return c, err
-			}}
+			tr := &http.Transport{}
 			var p http.Protocols
 			base := "http://" + addr
 			if mode == "tls" {
@@ -155,10 +147,22 @@ func TestHTTP2(t *testing.T) {
 				t.Fatalf("crier healthcheck exited %d", code)
 			}
 
+			// Every stream and the scrape must share one connection. The connections are
+			// the ones the requests got, not the ones dialled: start-up polling is not
+			// what this checks.
+			var connMu sync.Mutex
+			conns := map[net.Conn]bool{}
+			traced := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+				GotConn: func(info httptrace.GotConnInfo) {
+					connMu.Lock()
+					conns[info.Conn] = true
+					connMu.Unlock()
+				},
+			})
 			const n = 20
 			var last string
 			for i := range n {
-				ctx, cancel := context.WithCancel(context.Background())
+				ctx, cancel := context.WithCancel(traced)
 				t.Cleanup(cancel)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events", nil)
 				resp, err := client.Do(req)
@@ -174,7 +178,8 @@ func TestHTTP2(t *testing.T) {
 			if !strings.Contains(last, `"subscribers":20,`) {
 				t.Fatalf("the 20th stream's new_user: %s, want subscribers 20", last)
 			}
-			resp, err := client.Get(base + "/metrics")
+			req, _ := http.NewRequestWithContext(traced, http.MethodGet, base+"/metrics", nil)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,8 +190,10 @@ func TestHTTP2(t *testing.T) {
 					t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 				}
 			}
-			if got := dials.Load(); got != 1 {
-				t.Fatalf("the client opened %d connections, want 1", got)
+			connMu.Lock()
+			defer connMu.Unlock()
+			if len(conns) != 1 {
+				t.Fatalf("the %d streams and the scrape went over %d connections, want 1", n, len(conns))
 			}
 		})
 	}
