@@ -42,9 +42,10 @@ func newSink(conn net.Conn) (sink, int) {
 	s := &fdSink{conn: conn, raw: raw}
 	s.fn = func(fd uintptr) {
 		for {
-			// A send on a non-blocking socket never blocks: the raw form spares the
-			// scheduler's system-call hand-off.
-			n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.b[0])),
+			// Not the raw form, though a send on a non-blocking socket never blocks:
+			// while the writer is in the kernel, Go may hand its processor to the
+			// goroutines waiting for one (publishes, the dispatcher).
+			n, _, e := syscall.Syscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.b[0])),
 				uintptr(len(s.b)), syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
 			if e != syscall.EINTR {
 				s.n, s.err = int(n), e
