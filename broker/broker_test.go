@@ -389,3 +389,37 @@ func TestLimitCountsFromFirstTake(t *testing.T) {
 		}
 	})
 }
+
+// TestAbandonedIsNotCutOff: a subscription whose client left keeps receiving nothing
+// until its stream's end is reported, and is not cut off as slow meanwhile (which would
+// announce its departure early, out of the pacing); Close then announces it once.
+func TestAbandonedIsNotCutOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Buffer: 4, Presence: true})
+		gone := subscribe(t, b, broker.Request{})
+		other := subscribe(t, b, broker.Request{})
+		drain(t, gone)
+		drain(t, other)
+
+		gone.Abandon()
+		for i := range 20 {
+			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
+			drain(t, other)
+		}
+		if err := gone.Err(); err != nil {
+			t.Fatalf("abandoned subscription after 20 events, limit 4: Err() = %v, want nil", err)
+		}
+		if evs, _ := gone.Take(nil); len(evs) != 0 {
+			t.Errorf("abandoned subscription queued %d events, want none", len(evs))
+		}
+		if st := b.Stats(); st.CutOff != 0 {
+			t.Errorf("cut off %d subscribers, want 0", st.CutOff)
+		}
+
+		gone.Close()
+		got := drain(t, other)
+		if len(got) != 1 || got[0].Name != "user_left" || decodePresence(t, got[0]).Subscriber != gone.ID() {
+			t.Fatalf("after Close the other got %v, want one user_left for the abandoned one", names(got))
+		}
+	})
+}

@@ -22,6 +22,7 @@ type Subscription struct {
 	ready   chan struct{}
 	notify  func() // set by Notify; replaces signalling ready
 	sent    uint64 // events handed out by Take
+	gone    bool   // the consumer stopped taking (Abandon): events are dropped, not queued
 	skip    uint64 // live events up to this id were replayed already (resume through a Bus)
 	// gate, through a Bus, holds back presence events until the subscription's own
 	// new_user (or, should that never come, an event with an id past gateEnd): those
@@ -97,6 +98,19 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
+// Abandon tells the subscription that its consumer has stopped taking events for good
+// (its client left) but that Close may come a while later: the departures of a crowd
+// are announced a few at a time. Until then, events are dropped rather than queued, so
+// that the subscription is not cut off as slow meanwhile: that would announce its
+// departure at once, with everyone else's, in the storm the pacing avoids. Abandon
+// does not end the subscription; Close does.
+func (s *Subscription) Abandon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gone = true
+	s.backlog, s.queue = nil, nil
+}
+
 // Close detaches the subscription; the other subscribers are told with a user_left event.
 // Close is idempotent.
 func (s *Subscription) Close() { s.b.detach(s, ErrEnded) }
@@ -106,7 +120,7 @@ func (s *Subscription) Close() { s.b.detach(s, ErrEnded) }
 func (s *Subscription) push(ev *Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil || ev.ID <= s.skip {
+	if s.err != nil || s.gone || ev.ID <= s.skip {
 		return true
 	}
 	if s.gate && !ev.retained {

@@ -357,6 +357,7 @@ func (sh *shard) end(s *hstream, why closeReason) {
 		}
 	}
 	s.pending = nil
+	s.sub.Abandon() // its handler hears of the end at the end of the round, or later
 	if sh.h.watch != nil && s.fd >= 0 {
 		sh.h.watch.remove(s)
 	}
