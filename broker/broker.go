@@ -34,6 +34,9 @@ type Options struct {
 	// numbered by the bus's shared log, which hands them back through Deliver, and
 	// presence counts the whole cluster. Nil keeps everything in this process.
 	Bus Bus
+	// Observe, when set, is told of every connect, disconnect, join and leave of this
+	// node's streams, in order. It must not block: it may be called with the broker's lock held.
+	Observe func(Activity)
 }
 
 // DefaultBuffer is the queue length used when Options.Buffer is zero.
@@ -45,6 +48,7 @@ type Request struct {
 	// Resume asks for the retained events after LastEventID before the live ones.
 	Resume      bool
 	LastEventID string
+	User        string // the stream's user: its JWT's sub; "" for an anonymous stream
 }
 
 // Receipt tells a publisher what became of its message.
@@ -229,6 +233,7 @@ func (b *Broker) Subscribe(r Request) (*Subscription, error) {
 		return nil, ErrFull
 	}
 	s := newSubscription(b, newSubscriberID(), r.Topics, b.opts.Buffer, b.opts.Now())
+	s.user = r.User
 	remote := false
 	if r.Resume {
 		if b.opts.Bus != nil && !b.coversLocked(r.LastEventID) {
@@ -256,6 +261,7 @@ func (b *Broker) registerLocked(s *Subscription) {
 	b.members[s] = struct{}{}
 	b.enqueueLocked(step{join: s})
 	b.stats.attached.Add(1)
+	b.observeLocked(ActivityConnect, s, "")
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
 			s.gate = true
@@ -307,6 +313,7 @@ func (b *Broker) removeLocked(s *Subscription) {
 	delete(b.members, s)
 	b.enqueueLocked(step{leave: s})
 	b.stats.detached.Add(1)
+	b.observeLocked(ActivityDisconnect, s, "")
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
 			b.opts.Bus.Left(s.id)
@@ -344,6 +351,8 @@ func (b *Broker) Close() {
 		b.signalRoomLocked()
 		for s := range b.members {
 			s.end(ErrClosed)
+			// No presence event, but an observer (a backend) still needs to hear it.
+			b.observeLocked(ActivityDisconnect, s, "")
 		}
 		clear(b.members)
 		b.outbox = nil

@@ -10,6 +10,7 @@ import (
 type Subscription struct {
 	b       *Broker
 	id      string
+	user    string // Request.User
 	topics  []string
 	limit   int
 	started time.Time
@@ -37,6 +38,15 @@ func newSubscription(b *Broker, id string, topics []string, limit int, now time.
 
 // ID is the subscriber id announced in presence events.
 func (s *Subscription) ID() string { return s.id }
+
+// User returns the stream's user: Request.User, or the subscriber id when that was empty
+// (an anonymous stream is a user of its own).
+func (s *Subscription) User() string {
+	if s.user == "" {
+		return s.id
+	}
+	return s.user
+}
 
 // Topics returns the topics the subscription follows besides broadcasts.
 func (s *Subscription) Topics() []string { return s.topics }

@@ -65,12 +65,14 @@ func writeAuthError(w http.ResponseWriter, e *authError) {
 	writeError(w, e.status, e.msg)
 }
 
-// stream checks that r may follow topics. It returns when the token that granted the
-// private ones expires, or the zero time when none of them is private: then no token is
-// looked at, valid or not.
-func (a *authorizer) stream(r *http.Request, topics []string) (time.Time, error) {
+// stream checks that r may follow topics. It returns the stream's user (its token's sub;
+// "" for none) and when the token that granted the private topics expires, or the zero
+// time when none of them is private. A token given for public topics only names the
+// user: one that does not verify is ignored there (the stream is anonymous), as it was
+// before tokens named users.
+func (a *authorizer) stream(r *http.Request, topics []string) (user string, expires time.Time, err error) {
 	if a == nil {
-		return time.Time{}, nil
+		return "", time.Time{}, nil
 	}
 	var private []string
 	for _, t := range topics {
@@ -78,25 +80,30 @@ func (a *authorizer) stream(r *http.Request, topics []string) (time.Time, error)
 			private = append(private, t)
 		}
 	}
-	if len(private) == 0 {
-		return time.Time{}, nil
-	}
 	raw := streamToken(r)
+	if len(private) == 0 {
+		if raw != "" && a.tokens != nil {
+			if tok, err := a.tokens.Verify(raw); err == nil {
+				user = tok.Subject
+			}
+		}
+		return user, time.Time{}, nil
+	}
 	if raw == "" {
-		return time.Time{}, unauthorized("the topic " + strconv.Quote(private[0]) +
+		return "", time.Time{}, unauthorized("the topic " + strconv.Quote(private[0]) +
 			" is private: give a token (Authorization: Bearer, the " + tokenCookie +
 			" cookie or the " + tokenParam + " parameter)")
 	}
 	tok, err := a.tokens.Verify(raw)
 	if err != nil {
-		return time.Time{}, invalidToken(err)
+		return "", time.Time{}, invalidToken(err)
 	}
 	for _, t := range private {
 		if !tok.CanSubscribe(t) {
-			return time.Time{}, notGranted("the token does not grant the topic " + strconv.Quote(t))
+			return "", time.Time{}, notGranted("the token does not grant the topic " + strconv.Quote(t))
 		}
 	}
-	return tok.Expires, nil
+	return tok.Subject, tok.Expires, nil
 }
 
 // streamToken finds a stream's token: the Authorization header first, then the query

@@ -35,7 +35,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	expires, err := h.auth.stream(r, topics)
+	user, expires, err := h.auth.stream(r, topics)
 	var refused *authError
 	if errors.As(err, &refused) {
 		writeAuthError(w, refused)
@@ -52,7 +52,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			leave()
 		}
 	}()
-	req := broker.Request{Topics: topics}
+	req := broker.Request{Topics: topics, User: user}
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		req.Resume, req.LastEventID = true, id
 	} else if ids, ok := q["lastEventId"]; ok && len(ids) > 0 {
