@@ -398,5 +398,5 @@ func newSubscriberID() string {
 // counters are the broker's running totals, read by Stats.
 type counters struct {
 	attached, detached, broadcasts, topical, presence atomic.Uint64
-	deliveries, replayed, cutoff, duplicates          atomic.Uint64
+	deliveries, replayed, cutoff, duplicates, gaps    atomic.Uint64
 }

@@ -102,26 +102,30 @@ func (b *Broker) Deliver(evs ...*Event) {
 }
 
 // Lost tells the Broker that its Bus may have missed events of the log before the event
-// with id next (the log was trimmed past the reader, or Redis lost data). This node's
-// history no longer vouches for anything older, and every subscription is ended with
-// ErrSlow so that its client reconnects and resumes, learning of the gap from a
-// "missed" event.
+// with id next (the log was trimmed past the reader, or Redis came back empty or older).
+// This node's history no longer vouches for anything older. Every open stream stays
+// open and is told in-band, in log order: it gets one "missed" event whose id lies just
+// below next, so that a client reconnecting with it resumes from there, and then goes on
+// with live events. Ending the streams instead would bring every client of the cluster
+// back at once.
 func (b *Broker) Lost(next uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return
 	}
+	before := b.clock.last
 	if next > 0 {
 		b.clock.last = max(b.clock.last, next-1)
 	}
 	b.hist = newHistory(max(b.opts.History, 0), b.clock.last)
-	for s := range b.members {
-		if s.end(ErrSlow) {
-			b.stats.cutoff.Add(1)
-		}
-		b.removeLocked(s)
+	if b.clock.last == before {
+		return // no id fits between the last event read and the next: nothing was lost
 	}
+	ev := &Event{ID: b.clock.last, Name: NameMissed, Time: b.opts.Now(), Data: missedData(lostMessage, FormatID(before))}
+	ev.wire = b.encode(ev)
+	b.stats.gaps.Add(1)
+	b.enqueueLocked(step{ev: ev})
 }
 
 // SubscriberIDs returns the ids of the open subscriptions, for a Bus that must tell the
@@ -202,7 +206,7 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 
 // missedLocked makes the "missed" notice for a resume from lastID, with id floor.
 func (b *Broker) missedLocked(lastID string, floor uint64) *Event {
-	ev := &Event{ID: floor, Name: NameMissed, Time: b.opts.Now(), Data: missedData(lastID)}
+	ev := &Event{ID: floor, Name: NameMissed, Time: b.opts.Now(), Data: missedData(resumeMessage, lastID)}
 	ev.wire = b.encode(ev)
 	return ev
 }

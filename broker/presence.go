@@ -24,13 +24,21 @@ func presenceData(name, subscriber string, subscribers int, t time.Time) []byte 
 	return append(b, `"}`...)
 }
 
-// missedData renders the payload of the "missed" notice for a resume from lastID.
-func missedData(lastID string) []byte {
+// The messages of the "missed" notice: a resume that history no longer covers, and a
+// gap in a cluster's log found while streams were open.
+const (
+	resumeMessage = "some events were missed: history no longer covers lastEventId"
+	lostMessage   = "some events were missed: the cluster's log lost entries after lastEventId"
+)
+
+// missedData renders the payload of a "missed" notice about the events after lastID.
+func missedData(message, lastID string) []byte {
 	if len(lastID) > 64 {
 		lastID = lastID[:64]
 	}
 	quoted, _ := json.Marshal(lastID) // a string always marshals
-	b := []byte(`{"message":"some events were missed: history no longer covers lastEventId","lastEventId":`)
+	b := append([]byte(`{"message":`), strconv.Quote(message)...)
+	b = append(b, `,"lastEventId":`...)
 	b = append(b, quoted...)
 	return append(b, '}')
 }

@@ -12,6 +12,7 @@ type Stats struct {
 	Replayed    uint64 // events queued from history on resume, "missed" notices included
 	CutOff      uint64 // subscribers cut off for falling behind
 	Duplicates  uint64 // publishes answered from an idempotency key, not sent again
+	Gaps        uint64 // entries found lost in a cluster's log, each told to the open streams
 }
 
 // Stats returns the broker's totals.
@@ -27,5 +28,6 @@ func (b *Broker) Stats() Stats {
 		Replayed:    b.stats.replayed.Load(),
 		CutOff:      b.stats.cutoff.Load(),
 		Duplicates:  b.stats.duplicates.Load(),
+		Gaps:        b.stats.gaps.Load(),
 	}
 }

@@ -133,7 +133,7 @@ func (s *Subscription) push(ev *Event) bool {
 	if s.err != nil || s.gone || ev.ID <= s.skip {
 		return true
 	}
-	if s.gate && !ev.retained {
+	if s.gate && (ev.Name == NameNewUser || ev.Name == NameUserLeft) {
 		if (ev.Name != NameNewUser || ev.who != s.id) && ev.ID <= s.gateEnd {
 			return true
 		}

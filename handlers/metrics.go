@@ -65,7 +65,7 @@ type statsCollector struct {
 	stats func() broker.Stats
 
 	subscribers, attached, detached, published, presence,
-	deliveries, replayed, cutOff, duplicates *prometheus.Desc
+	deliveries, replayed, cutOff, duplicates, gaps *prometheus.Desc
 }
 
 func newStatsCollector(stats func() broker.Stats) *statsCollector {
@@ -84,13 +84,15 @@ func newStatsCollector(stats func() broker.Stats) *statsCollector {
 		replayed:   d("crier_replayed_events_total", "Events queued from history on resume, missed notices included."),
 		cutOff:     d("crier_slow_subscribers_total", "Subscribers cut off for falling -buffer events behind."),
 		duplicates: d("crier_publish_duplicates_total", "Publishes answered from an Idempotency-Key and not sent again."),
+		gaps: d("crier_log_gaps_total",
+			"Entries of the cluster's log found lost before this node read them; each gap sends every open stream a missed event."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.subscribers, c.attached, c.detached, c.published,
-		c.presence, c.deliveries, c.replayed, c.cutOff, c.duplicates} {
+		c.presence, c.deliveries, c.replayed, c.cutOff, c.duplicates, c.gaps} {
 		ch <- d
 	}
 }
@@ -111,6 +113,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.replayed, s.Replayed)
 	counter(c.cutOff, s.CutOff)
 	counter(c.duplicates, s.Duplicates)
+	counter(c.gaps, s.Gaps)
 }
 
 // BusUp returns a gauge, crier_bus_up, that is 1 while ready returns nil and 0 otherwise.

@@ -67,7 +67,7 @@ func (bus *Bus) read(ctx context.Context, b *broker.Broker) {
 					clear(evs)
 					evs = evs[:0]
 					next, _ := entryID(msg.ID)
-					bus.log.Warn("entries of the log were lost before this node read them; its streams must resume",
+					bus.log.Warn("entries of the log were lost before this node read them; its streams get a missed event and stay open",
 						"after", last, "next", msg.ID)
 					b.Lost(next)
 				}

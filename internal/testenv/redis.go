@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +84,21 @@ func (r *Redis) Start() {
 // Stop shuts the server down cleanly (SIGTERM: the append-only file is flushed) and
 // waits for it to exit.
 func (r *Redis) Stop() { r.kill(syscall.SIGTERM) }
+
+// Forget deletes what a stopped server persisted, so that the next Start brings it back
+// empty, as a Redis without persistence comes back from a restart.
+func (r *Redis) Forget() {
+	r.t.Helper()
+	entries, err := os.ReadDir(r.dir)
+	if err != nil {
+		r.t.Fatalf("redis data: %v", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(r.dir, e.Name())); err != nil {
+			r.t.Fatalf("redis data: %v", err)
+		}
+	}
+}
 
 // Kill stops the server with SIGKILL: what was not yet fsynced is lost.
 func (r *Redis) Kill() { r.kill(syscall.SIGKILL) }
