@@ -40,7 +40,7 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 
 presence=false
-[ "$scenario" = presence ] || [ "$scenario" = smoke ] && presence=true
+[ "$scenario" = presence ] || [ "$scenario" = herd ] || [ "$scenario" = smoke ] && presence=true
 
 for run in $(seq 1 "$runs"); do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||

@@ -12,6 +12,7 @@
 //	saturate         N streams, flow-controlled publishers as fast as delivery goes
 //	publish-latency  POST /publish round trip while N streams are open
 //	presence         attach storms: one after another, then in batches
+//	herd             N clients arriving within a second, resuming with Last-Event-ID
 //	smoke            all of the above, small and short (CI runs it)
 //	chart            a series of stream counts: memory and latency, drawn as SVG
 //
@@ -82,6 +83,8 @@ type options struct {
 
 	sequential, batch int // presence
 
+	arrive time.Duration // herd
+
 	levels, out, in, title string // chart
 
 	cpuProfile string
@@ -135,6 +138,14 @@ var scenarios = []scenario{
 			fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit for each storm")
 		},
 		func(r *runner, ctx context.Context) (result, error) { return r.presence(ctx) }},
+	{"herd", "-streams clients arrive evenly within -arrive, each resuming with a Last-Event-ID (server: presence on):\n" +
+		"time until every stream is live and has every new_user; none may be cut off or get missed",
+		func(fs *flag.FlagSet, o *options) {
+			fs.IntVar(&o.streams, "streams", 10000, "clients arriving")
+			fs.DurationVar(&o.arrive, "arrive", time.Second, "the window they arrive in, evenly spread")
+			fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "hard limit for the whole run")
+		},
+		func(r *runner, ctx context.Context) (result, error) { return r.herd(ctx) }},
 	{"smoke", "every scenario at a small size for a few seconds; checks the tool works (ok, zero loss), not speed",
 		func(fs *flag.FlagSet, o *options) {
 			fs.IntVar(&o.streams, "streams", 200, "streams per phase")

@@ -34,6 +34,11 @@ type phase struct {
 	presenceDone chan struct{}
 	presenceAt   atomic.Int64
 
+	// Arrival herds: events received from history, missed notices, and the live event.
+	resumed, missed, live atomic.Int64
+	liveWant              int64
+	liveAt                atomic.Int64 // when the liveWant-th live event arrived
+
 	win *window // nil unless publishers are flow-controlled
 
 	errOnce  sync.Once

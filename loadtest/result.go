@@ -50,6 +50,12 @@ type result struct {
 	BatchedDeliveries    int64    `json:"batched_deliveries,omitempty"`
 	PresenceExpected     int64    `json:"presence_expected,omitempty"`
 	PresenceIncomplete   bool     `json:"presence_incomplete,omitempty"`
+	PresenceSeconds      float64  `json:"presence_seconds,omitempty"` // herd: until every new_user arrived
+	ArrivalSeconds       float64  `json:"arrival_seconds,omitempty"`  // herd: the window the clients arrive in
+	LiveSeconds          float64  `json:"live_seconds,omitempty"`     // herd: until every stream had a live event
+	Resumed              int64    `json:"resumed,omitempty"`          // herd: streams given the missed event from history
+	Missed               int64    `json:"missed"`                     // missed notices received
+	Live                 int64    `json:"live,omitempty"`             // herd: streams that got the live event
 	HeartbeatsReceived   int64    `json:"heartbeats,omitempty"`
 	ServerCPU            float64  `json:"server_cpu"` // share of one core while measuring; -1: unknown
 	ToolCPU              float64  `json:"tool_cpu"`

@@ -25,6 +25,7 @@ func (r *runner) smoke(ctx context.Context) (result, error) {
 		{"publish-latency", func(o *options) { o.streams, o.rate, o.publishers = n, 100, 1 },
 			func(ctx context.Context) (result, error) { return r.load(ctx, "publish-latency") }},
 		{"presence", func(o *options) { o.sequential, o.streams, o.batch = max(n/2, 1), n, 20 }, r.presence},
+		{"herd", func(o *options) { o.sequential, o.streams, o.arrive = 0, n, 200*time.Millisecond }, r.herd},
 	}
 	res := result{Scenario: "smoke", ServerCPU: -1}
 	ok := true
@@ -73,6 +74,11 @@ func smokeProblem(pr result, o options) string {
 	case pr.Scenario == "idle":
 		if pr.Streams != int64(o.streams) {
 			return fmt.Sprintf("%d of %d streams open", pr.Streams, o.streams)
+		}
+	case pr.Scenario == "herd":
+		if pr.Live != int64(o.streams) || pr.Resumed != int64(o.streams) || pr.Missed > 0 || pr.PresenceIncomplete {
+			return fmt.Sprintf("%d of %d streams live, %d resumed, %d missed, %d of %d new_user deliveries",
+				pr.Live, o.streams, pr.Resumed, pr.Missed, pr.Deliveries, pr.PresenceExpected)
 		}
 	case pr.Scenario == "presence":
 		if pr.PresenceIncomplete || pr.Deliveries == 0 {

@@ -30,7 +30,7 @@ func TestSmoke(t *testing.T) {
 	if code != 0 || res.OK == nil || !*res.OK {
 		t.Fatalf("exit %d, result %s", code, lines[len(lines)-1])
 	}
-	want := []string{"idle", "fanout", "saturate", "publish-latency", "presence"}
+	want := []string{"idle", "fanout", "saturate", "publish-latency", "presence", "herd"}
 	if len(res.Phases) != len(want) {
 		t.Fatalf("%d phases, want %d", len(res.Phases), len(want))
 	}
@@ -50,6 +50,11 @@ func TestSmoke(t *testing.T) {
 			if ph.RSSAfterKiB == 0 {
 				t.Errorf("idle: no RSS reading")
 			}
+		case "herd":
+			if ph.Live != ph.Streams || ph.Resumed != ph.Streams || ph.Missed != 0 {
+				t.Errorf("herd: of %d streams %d live, %d resumed, %d missed", ph.Streams, ph.Live, ph.Resumed, ph.Missed)
+			}
+			fallthrough
 		case "presence":
 			if ph.Deliveries != ph.PresenceExpected || ph.PresenceExpected == 0 {
 				t.Errorf("presence: %d of %d new_user deliveries", ph.Deliveries, ph.PresenceExpected)

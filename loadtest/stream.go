@@ -34,9 +34,10 @@ func (e *statusError) Error() string {
 // closeAll.
 type pool struct {
 	c       *client
-	loops   []*loop // the epoll engine's; nil: a goroutine per stream
-	request []byte  // the GET /events request, the same for every stream
-	bufSize int     // initial read buffer per stream
+	loops   []*loop       // the epoll engine's; nil: a goroutine per stream
+	request []byte        // the GET /events request, the same for every stream
+	bufSize int           // initial read buffer per stream
+	gap     time.Duration // between the starts of two streams' opening (0: as fast as concurrency allows)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -56,20 +57,29 @@ type pool struct {
 }
 
 func newPool(c *client, topic string, bufSize int, loops []*loop) *pool {
-	path := "/events"
-	if topic != "" {
-		path += "?topic=" + url.QueryEscape(topic)
-	}
-	p := &pool{
-		c:       c,
-		loops:   loops,
-		bufSize: bufSize,
-		request: fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: crier-loadtest\r\n\r\n", path, c.hostport),
-	}
+	p := &pool{c: c, loops: loops, bufSize: bufSize}
+	p.request = p.makeRequest(topic, "")
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.phase.Store(newPhase())
 	return p
 }
+
+// makeRequest renders the GET /events request for topic, resuming after lastID unless
+// it is empty.
+func (p *pool) makeRequest(topic, lastID string) []byte {
+	path := "/events"
+	if topic != "" {
+		path += "?topic=" + url.QueryEscape(topic)
+	}
+	req := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: crier-loadtest\r\n", path, p.c.hostport)
+	if lastID != "" {
+		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", lastID)
+	}
+	return append(req, "\r\n"...)
+}
+
+// resumeFrom makes the streams opened from now on resume after lastID on topic.
+func (p *pool) resumeFrom(topic, lastID string) { p.request = p.makeRequest(topic, lastID) }
 
 func (p *pool) noteErr(err error) {
 	p.errMu.Lock()
@@ -92,7 +102,13 @@ func (p *pool) add(ctx context.Context, n, concurrency int) int {
 	sem := make(chan struct{}, max(concurrency, 1))
 	var batch sync.WaitGroup
 	var opened atomic.Int64
-	for range n {
+	start := time.Now()
+	for i := range n {
+		if p.gap > 0 {
+			if w := time.Until(start.Add(p.gap * time.Duration(i))); w > 0 && !sleepCtx(ctx, w) {
+				break
+			}
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -321,6 +337,14 @@ func (s *stream) handle(kind int) {
 	switch string(s.sse.name) {
 	case loadEvent:
 		s.handleLoad(ph)
+	case "missed":
+		ph.missed.Add(1)
+	case herdMissedEvent:
+		ph.resumed.Add(1)
+	case herdLiveEvent:
+		if ph.live.Add(1) == ph.liveWant {
+			ph.liveAt.Store(s.br.readAt)
+		}
 	case "new_user":
 		if n := ph.presence.Add(1); n == ph.presenceWant {
 			ph.presenceAt.Store(s.br.readAt)
