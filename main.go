@@ -27,6 +27,8 @@ import (
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/broker/redisbus"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/hub"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 //go:embed templates static
@@ -97,7 +99,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		Buffer:         cfg.Buffer,
 		MaxSubscribers: cfg.MaxSubscribers,
 		Presence:       cfg.Presence,
-		Encode:         handlers.EncodeEvent,
+		Encode:         sse.Encode,
 	}
 	var bus *redisbus.Bus
 	if cfg.RedisURL != "" {
@@ -129,7 +131,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	// HTTP/1.1 streams are handed to the hub's few writers; HTTP/2 streams keep a handler
 	// goroutine each. Waiting 5 ms after a first event lets a writer batch a presence
 	// storm's events and lets request handlers run (BENCHMARKS.md).
-	hub := handlers.NewHub(handlers.HubOptions{Coalesce: 5 * time.Millisecond, Writers: hubWriters()})
+	hub := hub.New(hub.Options{Coalesce: 5 * time.Millisecond, Writers: hubWriters()})
 	defer hub.Close()
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")

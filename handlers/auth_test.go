@@ -21,6 +21,7 @@ import (
 	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 var (
@@ -231,7 +232,7 @@ func TestPrivateEventsNeverReachUnauthorizedStreams(t *testing.T) {
 		t.Helper()
 		var seen []string
 		for {
-			ev, err := st.next()
+			ev, err := st.Next()
 			if err != nil {
 				t.Fatalf("waiting for %s: %v (saw %q)", marker, err, seen)
 			}
@@ -344,7 +345,7 @@ func TestCORSCredentialsForTokenCookies(t *testing.T) {
 // event id receives what was published meanwhile, once. The log never shows the token.
 func TestTokenExpiryEndsStreamAndResumeLosesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := broker.New(broker.Options{Encode: handlers.EncodeEvent, History: 100})
+		b := broker.New(broker.Options{Encode: sse.Encode, History: 100})
 		defer b.Close()
 		v, err := auth.NewVerifier(auth.Keys{Secret: jwtSecret}, nil)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers/hub"
 )
 
 // eventsHandler serves GET /events: it checks the request, subscribes, and hands the
@@ -22,7 +23,7 @@ type eventsHandler struct {
 	log    *slog.Logger
 	retry  time.Duration
 	stream streamer
-	hub    *Hub                   // nil: every stream on the plain path
+	hub    *hub.Hub               // nil: every stream on the plain path
 	closes *prometheus.CounterVec // by closeReason label
 	// perAddr caps the streams of one client address.
 	perAddr *addrLimiter
@@ -58,7 +59,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if ids, ok := q["lastEventId"]; ok && len(ids) > 0 {
 		req.Resume, req.LastEventID = true, ids[0]
 	}
-	if h.hub != nil && h.hub.pace(r.Context()) != nil {
+	if h.hub != nil && h.hub.Pace(r.Context()) != nil {
 		return // the client left while waiting
 	}
 	sub, err := h.broker.Subscribe(req)
@@ -81,7 +82,8 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("stream closed", "reason", why.String(), "events", sub.Sent(),
 			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
-	if h.hub != nil && h.hub.serve(w, r, &h.stream, sub, expires, finish) {
+	if h.hub != nil && h.hub.Adopt(w, r, hub.Stream{Sub: sub, Opening: h.stream.opening, Heartbeat: h.stream.heartbeat,
+		WriteTimeout: h.stream.writeTimeout, Expires: expires, Done: func(err error) { finish(reasonFor(err)) }}) {
 		handedOver = true
 		return
 	}
@@ -123,11 +125,13 @@ func (r closeReason) String() string { return closeReasonNames[r].text }
 // reasonFor maps what ended a stream to a closeReason; nil means the client left.
 func reasonFor(err error) closeReason {
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, hub.ErrHungUp):
 		return closedByClient
+	case errors.Is(err, hub.ErrExpired):
+		return closedTokenExpired
 	case errors.Is(err, broker.ErrSlow):
 		return closedSlow
-	case errors.Is(err, broker.ErrClosed):
+	case errors.Is(err, broker.ErrClosed), errors.Is(err, hub.ErrClosed):
 		return closedShutdown
 	case errors.Is(err, broker.ErrEnded):
 		return closedEnded

@@ -53,7 +53,7 @@ func TestStreamHeadersAndOpening(t *testing.T) {
 		}
 	}
 	// With presence off nothing else is sent, so this proves the opening was flushed at once.
-	line, err := st.line()
+	line, err := st.Line()
 	if err != nil || line != "retry: 1500" {
 		t.Fatalf("first line %q (%v), want retry: 1500", line, err)
 	}
@@ -232,7 +232,7 @@ func TestPageHealthAndReadiness(t *testing.T) {
 func TestShutdownEndsStreams(t *testing.T) {
 	s := newServer(t, broker.Options{}, handlers.Options{})
 	st := s.open(t, "", nil)
-	st.line() // the opening
+	st.Line() // the opening
 	s.Config.Shutdown(t.Context())
 	if _, err := io.ReadAll(st.resp.Body); err != nil {
 		t.Errorf("the stream did not end cleanly: %v", err)

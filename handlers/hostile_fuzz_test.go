@@ -17,6 +17,7 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 // The fuzz tests below drive the real handler in memory with anything a client could
@@ -30,7 +31,7 @@ const fuzzMaxBody = 4096
 func panicked(logs *lockedLog) bool { return strings.Contains(logs.String(), "panicked") }
 
 func fuzzHandler(f *testing.F) (http.Handler, *broker.Broker, *lockedLog) {
-	b := broker.New(broker.Options{History: 50, Presence: true, Encode: handlers.EncodeEvent})
+	b := broker.New(broker.Options{History: 50, Presence: true, Encode: sse.Encode})
 	f.Cleanup(b.Close)
 	logs := &lockedLog{}
 	h, err := handlers.New(handlers.Options{

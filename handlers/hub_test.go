@@ -14,17 +14,20 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/hub"
+	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/internal/ssetest"
 )
 
 // hubServer serves crier's handler with a hub on a real port; wrap, when set, wraps the
 // listener.
-func hubServer(t *testing.T, bo broker.Options, wrap func(net.Listener) net.Listener) (*httptest.Server, *broker.Broker, *handlers.Hub) {
+func hubServer(t *testing.T, bo broker.Options, wrap func(net.Listener) net.Listener) (*httptest.Server, *broker.Broker, *hub.Hub) {
 	t.Helper()
-	bo.Encode = handlers.EncodeEvent
+	bo.Encode = sse.Encode
 	b := broker.New(bo)
-	hub := handlers.NewHub(handlers.HubOptions{Writers: 2})
+	hb := hub.New(hub.Options{Writers: 2})
 	h, err := handlers.New(handlers.Options{Broker: b, Templates: testTemplates, Static: testStatic,
-		PublishToken: token, Hub: hub, Heartbeat: time.Hour})
+		PublishToken: token, Hub: hb, Heartbeat: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,15 +38,15 @@ func hubServer(t *testing.T, bo broker.Options, wrap func(net.Listener) net.List
 	srv.Start()
 	t.Cleanup(func() {
 		b.Close()
-		hub.Close()
+		hb.Close()
 		srv.Close()
 	})
-	return srv, b, hub
+	return srv, b, hb
 }
 
 // rawStream sends GET /events on its own TCP connection and parses the response with
 // net/http's client-side reader, as any HTTP/1.1 client would.
-func rawStream(t *testing.T, srv *httptest.Server, query string) (net.Conn, *http.Response, *sseReader) {
+func rawStream(t *testing.T, srv *httptest.Server, query string) (net.Conn, *http.Response, *ssetest.Reader) {
 	t.Helper()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
@@ -56,13 +59,13 @@ func rawStream(t *testing.T, srv *httptest.Server, query string) (net.Conn, *htt
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn, resp, newSSEReader(resp.Body)
+	return conn, resp, ssetest.NewReader(resp.Body)
 }
 
 // TestHubStreamFraming: a hijacked stream is a well-formed chunked HTTP/1.1 response
 // with the contract's headers, and ends with the last chunk when the server shuts down.
 func TestHubStreamFraming(t *testing.T) {
-	srv, b, hub := hubServer(t, broker.Options{}, nil)
+	srv, b, hb := hubServer(t, broker.Options{}, nil)
 	_, resp, events := rawStream(t, srv, "?topic=a")
 	for k, want := range map[string]string{
 		"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
@@ -79,7 +82,7 @@ func TestHubStreamFraming(t *testing.T) {
 		if _, err := b.Publish(context.Background(), broker.Message{Topic: "a", Data: []byte(data)}); err != nil {
 			t.Fatal(err)
 		}
-		ev, err := events.next()
+		ev, err := events.Next()
 		if err != nil || ev.Data != data {
 			t.Fatalf("got %q (%v), want %.20q", ev.Data, err, data)
 		}
@@ -87,7 +90,7 @@ func TestHubStreamFraming(t *testing.T) {
 	b.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := hub.Shutdown(ctx); err != nil {
+	if err := hb.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	if rest, err := io.ReadAll(resp.Body); err != nil {
@@ -105,17 +108,17 @@ func TestHubHangupAnnounced(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _, _ := hubServer(t, broker.Options{Presence: true}, tc.wrap)
 			_, _, stay := rawStream(t, srv, "")
-			if ev, _ := stay.next(); ev.Type != "new_user" {
+			if ev, _ := stay.Next(); ev.Type != "new_user" {
 				t.Fatalf("got %q, want new_user", ev.Type)
 			}
 			leaver, _, leave := rawStream(t, srv, "")
-			leave.next()
-			if ev, _ := stay.next(); ev.Type != "new_user" {
+			leave.Next()
+			if ev, _ := stay.Next(); ev.Type != "new_user" {
 				t.Fatalf("got %q, want the second new_user", ev.Type)
 			}
 			start := time.Now()
 			leaver.Close()
-			ev, err := stay.next()
+			ev, err := stay.Next()
 			if err != nil || ev.Type != "user_left" {
 				t.Fatalf("got %q (%v), want user_left", ev.Type, err)
 			}
@@ -150,7 +153,7 @@ func TestHubStopsEverything(t *testing.T) {
 	}{{"epoll", nil}, {"reader", opaque}} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			srv, b, hub := hubServer(t, broker.Options{}, tc.wrap)
+			srv, b, hb := hubServer(t, broker.Options{}, tc.wrap)
 			var bodies []io.Reader
 			for range 20 {
 				_, resp, _ := rawStream(t, srv, "")
@@ -164,7 +167,7 @@ func TestHubStopsEverything(t *testing.T) {
 			b.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := hub.Shutdown(ctx); err != nil {
+			if err := hb.Shutdown(ctx); err != nil {
 				t.Fatalf("Shutdown: %v", err)
 			}
 			for i, body := range bodies {
@@ -172,7 +175,7 @@ func TestHubStopsEverything(t *testing.T) {
 					t.Fatalf("stream %d did not end cleanly: %v", i, err)
 				}
 			}
-			hub.Close() // idempotent
+			hb.Close() // idempotent
 			srv.Close()
 			srv.Client().CloseIdleConnections()
 			for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {

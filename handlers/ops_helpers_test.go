@@ -18,6 +18,8 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/internal/ssetest"
 )
 
 const opsToken = "ops-secret"
@@ -26,7 +28,7 @@ const opsToken = "ops-secret"
 // changed by edit, and logs at debug into the returned buffer.
 func opsHandler(t *testing.T, edit func(*handlers.Options)) (http.Handler, *lockedLog) {
 	t.Helper()
-	b := broker.New(broker.Options{History: 100, Presence: true, Encode: handlers.EncodeEvent})
+	b := broker.New(broker.Options{History: 100, Presence: true, Encode: sse.Encode})
 	t.Cleanup(b.Close)
 	reg := prometheus.NewRegistry()
 	logs := &lockedLog{}
@@ -91,9 +93,9 @@ func opsOpen(t *testing.T, client *http.Client, url string, header http.Header) 
 
 func (s *opsStream) read() {
 	defer close(s.events)
-	p := newSSEReader(s.Resp.Body)
+	p := ssetest.NewReader(s.Resp.Body)
 	for {
-		ev, err := p.next()
+		ev, err := p.Next()
 		if err != nil {
 			return
 		}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers/hub"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 // Broker is what the handlers need of a broker: the in-memory one or a cross-node one.
@@ -44,9 +46,10 @@ type Options struct {
 	// frees its stream; default 30s.
 	WriteTimeout time.Duration
 	// Hub, when set, takes HTTP/1.1 streams over after their response head, so that an
-	// open stream costs no goroutine, buffers or timer (see Hub); its owner stops it.
-	// Nil serves every stream from its own handler goroutine through the ResponseWriter.
-	Hub          *Hub
+	// open stream costs no goroutine, buffers or timer (see package hub); its owner
+	// stops it. Nil serves every stream from its own handler goroutine through the
+	// ResponseWriter.
+	Hub          *hub.Hub
 	MaxBody      int64  // largest publish body; default 1 MiB
 	PublishToken string // bearer token for POST /publish; required
 	// PrivateTopics are the topics a stream may follow only with a token that grants
@@ -115,7 +118,7 @@ func New(o Options) (http.Handler, error) {
 	ev := &eventsHandler{broker: o.Broker, auth: az, log: o.Logger, retry: o.Retry, closes: m.closes, hub: o.Hub, stream: streamer{
 		heartbeat:    o.Heartbeat,
 		writeTimeout: o.WriteTimeout,
-		opening:      retryField(o.Retry.Milliseconds()),
+		opening:      sse.Retry(o.Retry.Milliseconds()),
 	}}
 	ev.perAddr = newAddrLimiter(o.MaxStreamsPerAddr)
 	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}

@@ -16,6 +16,9 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/hub"
+	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/internal/ssetest"
 )
 
 const token = "test-token"
@@ -50,7 +53,7 @@ func (s *server) cut() {
 // wrap, if given, wraps the handler.
 func newServer(t *testing.T, bo broker.Options, ho handlers.Options, wrap ...func(http.Handler) http.Handler) *server {
 	t.Helper()
-	bo.Encode = handlers.EncodeEvent
+	bo.Encode = sse.Encode
 	if bo.Buffer == 0 {
 		bo.Buffer = 64
 	}
@@ -61,7 +64,7 @@ func newServer(t *testing.T, bo broker.Options, ho handlers.Options, wrap ...fun
 		ho.PublishToken = token
 	}
 	// HTTP/1.1 streams take the hub's path, as in the binary.
-	hub := handlers.NewHub(handlers.HubOptions{})
+	hub := hub.New(hub.Options{})
 	t.Cleanup(hub.Close)
 	ho.Hub = hub
 	h, err := handlers.New(ho)
@@ -92,7 +95,7 @@ func newServer(t *testing.T, bo broker.Options, ho handlers.Options, wrap ...fun
 // stream is an open GET /events.
 type stream struct {
 	resp *http.Response
-	*sseReader
+	*ssetest.Reader
 	cancel context.CancelFunc
 }
 
@@ -120,7 +123,7 @@ func (s *server) try(t *testing.T, query string, header http.Header) (*stream, *
 		cancel()
 		t.Fatalf("GET /events%s: %v", query, err)
 	}
-	st := &stream{resp: resp, sseReader: newSSEReader(resp.Body), cancel: cancel}
+	st := &stream{resp: resp, Reader: ssetest.NewReader(resp.Body), cancel: cancel}
 	t.Cleanup(st.close)
 	return st, resp
 }
@@ -131,9 +134,9 @@ func (st *stream) close() {
 }
 
 // expect reads the next event and checks its type.
-func (st *stream) expect(t *testing.T, typ string) sseEvent {
+func (st *stream) expect(t *testing.T, typ string) ssetest.Event {
 	t.Helper()
-	ev, err := st.next()
+	ev, err := st.Next()
 	if err != nil {
 		t.Fatalf("waiting for %s: %v", typ, err)
 	}
@@ -183,7 +186,7 @@ type presenceData struct {
 	Time        string `json:"time"`
 }
 
-func decode(t *testing.T, ev sseEvent) presenceData {
+func decode(t *testing.T, ev ssetest.Event) presenceData {
 	t.Helper()
 	var p presenceData
 	if err := json.Unmarshal([]byte(ev.Data), &p); err != nil {

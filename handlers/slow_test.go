@@ -42,7 +42,7 @@ func TestStalledReader(t *testing.T) {
 	received := make(chan error)
 	go func() {
 		for range events {
-			_, err := reader.next()
+			_, err := reader.Next()
 			received <- err
 		}
 	}()

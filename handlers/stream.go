@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 // streamer writes a subscription to an HTTP response as Server-Sent Events. It is the one
@@ -20,7 +21,7 @@ type streamer struct {
 // serve streams until the client leaves, the subscription ends or a write fails, and
 // returns why, for the log.
 func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription) closeReason {
-	setStreamHeaders(w.Header())
+	sse.SetHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := st.write(w, rc, st.opening); err != nil {
@@ -37,7 +38,7 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 			return reasonFor(nil)
 		case <-tick.C:
 			if !active {
-				if err := st.write(w, rc, heartbeat); err != nil {
+				if err := st.write(w, rc, sse.Heartbeat); err != nil {
 					return reasonFor(err)
 				}
 			}

@@ -1,4 +1,4 @@
-package handlers
+package hub
 
 import (
 	"net/http"
@@ -9,20 +9,17 @@ import (
 	"time"
 
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 // hstream is one stream held by a Hub. The atomics are set by the broker and the
 // watcher; everything else belongs to its shard's writer goroutine.
 type hstream struct {
-	sh           *shard
-	sub          *broker.Subscription
-	out          sink
-	fd           int // the socket, for the watcher; -1 when there is none
-	gen          uint32
-	done         func(closeReason)
-	heartbeat    time.Duration
-	writeTimeout time.Duration
-	expires      time.Time // the token's end; zero: never
+	Stream
+	sh  *shard
+	out sink
+	fd  int // the socket, for the watcher; -1 when there is none
+	gen uint32
 
 	queued   atomic.Bool // in its shard's ready list
 	hungUp   atomic.Bool // the client closed its side, or the connection failed
@@ -77,16 +74,16 @@ const (
 	admitPerPass = 64
 )
 
-// ending is a stream that ended and why, for its handler.
+// ending is a stream that ended and why, for its Done.
 type ending struct {
-	s   *hstream
-	why closeReason
+	s     *hstream
+	cause error
 }
 
 // lastChunk ends a chunked response.
 var lastChunk = []byte("0\r\n\r\n")
 
-var heartbeatChunk = appendChunkBytes(nil, heartbeat)
+var heartbeatChunk = appendChunkBytes(nil, sse.Heartbeat)
 
 // enqueue marks s ready for its writer. It never blocks: the broker calls it.
 func (sh *shard) enqueue(s *hstream) {
@@ -153,7 +150,7 @@ func (sh *shard) take() {
 		s.idx = len(sh.streams)
 		s.since, s.lastWrite = sh.now, sh.now
 		sh.streams = append(sh.streams, s)
-		if t := min(maxTick, max(minTick, s.heartbeat/4)); t < sh.tick {
+		if t := min(maxTick, max(minTick, s.Heartbeat/4)); t < sh.tick {
 			sh.tick = t
 		}
 	}
@@ -221,8 +218,8 @@ func (sh *shard) report(n int) {
 		n = len(sh.finished)
 	}
 	for _, e := range sh.finished[:n] {
-		e.s.done(e.why)
-		sh.h.streams.Done()
+		e.s.Done(e.cause)
+		sh.h.held.Done()
 	}
 	rest := copy(sh.finished, sh.finished[n:])
 	clear(sh.finished[rest:])
@@ -236,17 +233,17 @@ func (sh *shard) serve(s *hstream) {
 		return
 	}
 	if s.hungUp.Load() {
-		sh.end(s, closedByClient)
+		sh.end(s, ErrHungUp)
 		return
 	}
 	if !sh.flush(s) {
-		if err := s.sub.Err(); err != nil {
-			sh.end(s, reasonFor(err))
+		if err := s.Sub.Err(); err != nil {
+			sh.end(s, err)
 		}
 		return
 	}
 	for {
-		batch, err := s.sub.Take(sh.batch[:0])
+		batch, err := s.Sub.Take(sh.batch[:0])
 		if len(batch) > 0 {
 			sh.buf = appendChunk(sh.buf[:0], batch)
 			clear(batch)
@@ -258,7 +255,7 @@ func (sh *shard) serve(s *hstream) {
 		}
 		sh.batch = batch[:0]
 		if err != nil {
-			sh.end(s, reasonFor(err))
+			sh.end(s, err)
 		}
 		return
 	}
@@ -280,7 +277,7 @@ func (sh *shard) flush(s *hstream) bool {
 		return true
 	case err != nil && err != errAgain:
 		s.hungUp.Store(true)
-		sh.end(s, closedWriteFailed)
+		sh.end(s, writeFailed(err))
 		return false
 	}
 	s.pending = append(s.pending[:0], s.pending[n:]...)
@@ -302,7 +299,7 @@ func (sh *shard) send(s *hstream, b []byte) bool {
 	}
 	if err != nil && err != errAgain {
 		s.hungUp.Store(true)
-		sh.end(s, closedWriteFailed)
+		sh.end(s, writeFailed(err))
 		return false
 	}
 	s.pending = append(s.pending, b[n:]...)
@@ -326,29 +323,29 @@ func (sh *shard) scan() {
 func (sh *shard) check(s *hstream, now time.Time) {
 	switch {
 	case s.hungUp.Load():
-		sh.end(s, closedByClient)
-	case !s.expires.IsZero() && !now.Before(s.expires):
-		sh.end(s, closedTokenExpired)
+		sh.end(s, ErrHungUp)
+	case !s.Expires.IsZero() && !now.Before(s.Expires):
+		sh.end(s, ErrExpired)
 	case len(s.pending) > 0:
-		if now.Sub(s.since) >= s.writeTimeout {
-			sh.end(s, closedWriteFailed)
+		if now.Sub(s.since) >= s.WriteTimeout {
+			sh.end(s, ErrWriteTimeout)
 		} else if sh.h.watch == nil || s.fd < 0 {
 			s.writable.Store(true)
 			sh.serve(s)
 		}
-	case now.Sub(s.lastWrite) >= s.heartbeat:
+	case now.Sub(s.lastWrite) >= s.Heartbeat:
 		sh.send(s, heartbeatChunk)
 	}
 }
 
-// end closes s's connection, after the last chunk unless the client is gone; its
-// handler hears why at the end of the round.
-func (sh *shard) end(s *hstream, why closeReason) {
+// end closes s's connection, after the last chunk unless the client is gone or takes
+// nothing; its Done hears why at the end of the round.
+func (sh *shard) end(s *hstream, cause error) {
 	if s.ended {
 		return
 	}
 	s.ended = true
-	if why != closedByClient && why != closedWriteFailed {
+	if !s.hungUp.Load() && cause != ErrWriteTimeout {
 		// One try, no waiting: a client that reads gets a clean end of the response.
 		if len(s.pending) == 0 {
 			_, _ = s.out.write(lastChunk)
@@ -357,7 +354,7 @@ func (sh *shard) end(s *hstream, why closeReason) {
 		}
 	}
 	s.pending = nil
-	s.sub.Abandon() // its handler hears of the end at the end of the round, or later
+	s.Sub.Abandon() // its Done hears of the end at the end of the round, or later
 	if sh.h.watch != nil && s.fd >= 0 {
 		sh.h.watch.remove(s)
 	}
@@ -369,14 +366,14 @@ func (sh *shard) end(s *hstream, why closeReason) {
 		sh.streams[last] = nil
 		sh.streams = sh.streams[:last]
 	}
-	sh.finished = append(sh.finished, ending{s, why})
+	sh.finished = append(sh.finished, ending{s, cause})
 }
 
 // endAll ends every stream as the hub stops.
 func (sh *shard) endAll() {
 	sh.take()
 	for len(sh.streams) > 0 {
-		sh.end(sh.streams[len(sh.streams)-1], closedShutdown)
+		sh.end(sh.streams[len(sh.streams)-1], ErrClosed)
 	}
 	sh.report(-1)
 	sh.work = sh.work[:0]
@@ -404,13 +401,6 @@ func appendChunkBytes(b, data []byte) []byte {
 	b = append(b, "\r\n"...)
 	b = append(b, data...)
 	return append(b, "\r\n"...)
-}
-
-// setStreamHeaders sets the headers every stream carries, on either path.
-func setStreamHeaders(h http.Header) {
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
 }
 
 // appendHead appends a stream's response head and its opening chunk: status line, the

@@ -1,12 +1,16 @@
-package handlers
+// Package sse is crier's Server-Sent Events wire format: the headers every stream
+// carries, its opening, its heartbeat comment and the encoding of an event. Both ways of
+// writing a stream (a handler goroutine, or the hub) use it.
+package sse
 
 import (
+	"net/http"
 	"strconv"
 
 	"github.com/crierhq/crier/broker"
 )
 
-// EncodeEvent renders ev as one Server-Sent Events block:
+// Encode renders ev as one Server-Sent Events block:
 //
 //	id: <id>
 //	event: <name>
@@ -16,7 +20,7 @@ import (
 // Nothing in the name or data can forge another field or event: line breaks and NUL are
 // dropped from the name, and every data line is prefixed with "data: ". It is the
 // broker's Encoder, called once per event.
-func EncodeEvent(ev *broker.Event) []byte {
+func Encode(ev *broker.Event) []byte {
 	b := make([]byte, 0, 32+len(ev.Name)+len(ev.Data)+8*(1+countBreaks(ev.Data)))
 	b = append(b, "id: "...)
 	b = strconv.AppendUint(b, ev.ID, 10)
@@ -64,11 +68,19 @@ func countBreaks(data []byte) int {
 	return n
 }
 
-// retryField is the stream's opening: the reconnection delay in milliseconds.
-func retryField(ms int64) []byte {
+// Retry is a stream's opening: the reconnection delay in milliseconds.
+func Retry(ms int64) []byte {
 	b := append([]byte("retry: "), strconv.FormatInt(ms, 10)...)
 	return append(b, "\n\n"...)
 }
 
-// heartbeat is the comment written to idle streams.
-var heartbeat = []byte(": heartbeat\n\n")
+// Heartbeat is the comment written to idle streams, so that proxies and clients see the
+// connection alive.
+var Heartbeat = []byte(": heartbeat\n\n")
+
+// SetHeaders sets the headers every stream carries, whichever way it is written.
+func SetHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+}

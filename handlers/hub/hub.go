@@ -1,21 +1,66 @@
-package handlers
+// Package hub writes HTTP/1.1 Server-Sent Events streams for any number of clients with
+// a few goroutines, so that an open stream costs no goroutine, no bufio buffers and no
+// timer while it waits.
+//
+// A handler that has subscribed describes its stream (a Stream) and hands it to
+// Hub.Adopt, which writes the response head, hijacks the connection and gives it to a
+// writer. From then on the hub owns the connection; when the stream ends, it closes the
+// connection and calls Stream.Done with why: ErrHungUp, ErrWriteTimeout, ErrExpired,
+// ErrClosed, a failed write's error, or the subscription's own error.
+package hub
 
 import (
 	"context"
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
-// HubOptions configure a Hub. The zero value is ready for use.
-type HubOptions struct {
+// Why a stream ended, as Stream.Done hears it. A stream also ends when its subscription
+// does (Done then gets the subscription's error, such as broker.ErrSlow), and when a write
+// fails (Done gets that error, wrapped).
+var (
+	// ErrHungUp: the client closed its side of the connection.
+	ErrHungUp = errors.New("hub: client hung up")
+	// ErrWriteTimeout: the client took none of what waited for it for Stream.WriteTimeout.
+	ErrWriteTimeout = errors.New("hub: write timed out")
+	// ErrExpired: Stream.Expires passed.
+	ErrExpired = errors.New("hub: stream expired")
+	// ErrClosed: the hub was closed with the stream still open.
+	ErrClosed = errors.New("hub: closed")
+)
+
+// Stream describes a stream handed to the hub.
+type Stream struct {
+	// Sub is the stream's subscription. The hub abandons it when the stream ends; closing
+	// it is Done's job.
+	Sub *broker.Subscription
+	// Opening is written right after the response head, as its first chunk (typically
+	// the retry field).
+	Opening []byte
+	// Heartbeat is how long a stream may go without a write before it gets sse.Heartbeat.
+	// It must be positive.
+	Heartbeat time.Duration
+	// WriteTimeout is how long bytes may wait for the client to make room before the
+	// stream ends with ErrWriteTimeout.
+	WriteTimeout time.Duration
+	// Expires, when not zero, ends the stream with ErrExpired once it has passed.
+	Expires time.Time
+	// Done is called once, when the stream has ended and its connection is closed, with
+	// why. It is called from a hub goroutine (from Adopt when the head cannot be written)
+	// and must not block.
+	Done func(cause error)
+}
+
+// Options configure a Hub. The zero value is ready for use.
+type Options struct {
 	// Writers is how many goroutines write streams; zero means GOMAXPROCS.
 	Writers int
 	// Coalesce is how long a writer, woken by a first event, waits for more before it
@@ -25,16 +70,14 @@ type HubOptions struct {
 	Coalesce time.Duration
 }
 
-// Hub writes HTTP/1.1 event streams for any number of clients with a few goroutines, so
-// that an open stream costs no goroutine, no bufio buffers and no timer while it waits.
-// The events handler writes a stream's response head itself, hijacks the connection and
-// hands it over; from then on the broker wakes the stream's writer through
+// Hub writes HTTP/1.1 event streams. Adopt writes a stream's response head, hijacks the
+// connection and hands it to a writer; from then on the broker wakes the stream's writer through
 // Subscription.Notify, the writer sends everything queued as one chunk with one
 // non-blocking write, one ticker per writer sends heartbeats, enforces write timeouts
 // and token expiry, and (on Linux) one epoll instance notices clients that hang up.
 //
-// HTTP/2 streams (which cannot be hijacked), TLS connections and HTTP/1.0 clients stay
-// on the plain path: a handler goroutine per stream, writing through the ResponseWriter.
+// HTTP/2 streams (which cannot be hijacked), TLS connections and HTTP/1.0 clients are
+// not for the hub: Adopt declines them, and the caller writes them itself.
 //
 // A Hub is safe for concurrent use. Shutdown or Close stops it; a Hub serves the handlers
 // of one server.
@@ -48,13 +91,13 @@ type Hub struct {
 	mu      sync.RWMutex // held for reading while a stream is attached, so Close waits
 	closed  bool
 	stopped bool
-	streams sync.WaitGroup // one per stream held
+	held    sync.WaitGroup // one per stream held
 	stop    chan struct{}  // closed by Close
 	workers sync.WaitGroup // writers, the watcher, reading goroutines
 }
 
-// NewHub starts a Hub's writers.
-func NewHub(o HubOptions) *Hub {
+// New starts a Hub's writers.
+func New(o Options) *Hub {
 	h := newHub(o)
 	if w, err := newWatcher(h); err == nil {
 		h.watch = w
@@ -68,7 +111,7 @@ func NewHub(o HubOptions) *Hub {
 }
 
 // newHub starts the writers but no watcher; tests drive hang-ups themselves.
-func newHub(o HubOptions) *Hub {
+func newHub(o Options) *Hub {
 	n := o.Writers
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -95,7 +138,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 	ended := make(chan struct{})
 	go func() {
-		h.streams.Wait()
+		h.held.Wait()
 		close(ended)
 	}()
 	var err error
@@ -125,12 +168,12 @@ func (h *Hub) Close() {
 	}
 }
 
-// pace holds a new stream back until the writers can take its arrival: at most
+// Pace holds a new stream back until the writers can take its arrival: at most
 // admitPerPass streams open during one pass of each writer. Every arrival is, with
 // presence on, an event queued for every open stream; the writers, going round their
 // streams, write all that a stream has queued at once, so their pace is the right one
 // for arrivals too. It returns ctx's error if the client leaves meanwhile.
-func (h *Hub) pace(ctx context.Context) error {
+func (h *Hub) Pace(ctx context.Context) error {
 	for _, sh := range h.shards {
 		for {
 			wait := sh.admit()
@@ -147,11 +190,12 @@ func (h *Hub) pace(ctx context.Context) error {
 	return nil
 }
 
-// serve takes sub's stream over: it writes the response head, hijacks the connection
-// and hands it to a writer, which calls done once the stream has ended. It reports false,
-// having written nothing, when it cannot; the caller then streams through w itself.
-func (h *Hub) serve(w http.ResponseWriter, r *http.Request, st *streamer, sub *broker.Subscription,
-	expires time.Time, done func(closeReason)) bool {
+// Adopt takes the stream st over: it writes the response head (200, the headers set on
+// w so far and sse's), hijacks the connection and hands it to a writer, which calls
+// st.Done once the stream has ended. It reports false, having written nothing, for a
+// request that is not an HTTP/1.1 GET in cleartext, a connection that cannot be
+// hijacked, or a closed hub; the caller then streams through w itself.
+func (h *Hub) Adopt(w http.ResponseWriter, r *http.Request, st Stream) bool {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || r.Method != http.MethodGet {
 		return false
 	}
@@ -160,26 +204,25 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, st *streamer, sub *b
 	if h.closed {
 		return false
 	}
-	setStreamHeaders(w.Header())
+	sse.SetHeaders(w.Header())
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return false
 	}
-	h.streams.Add(1)
+	h.held.Add(1)
 	// The bufio.ReadWriter is dropped with net/http's buffers in it: nothing more is read
 	// from an SSE client, and everything is written straight to the socket.
 	out, fd := newSink(conn)
-	s := &hstream{sub: sub, out: out, fd: fd, done: done,
-		heartbeat: st.heartbeat, writeTimeout: st.writeTimeout, expires: expires}
+	s := &hstream{Stream: st, out: out, fd: fd}
 	// The head goes out now, from this goroutine (the stream is nobody else's yet), so the
 	// client sees its stream open without waiting for a writer's round. A fresh socket
 	// takes it whole; whatever it does not take waits for the writer.
-	head := appendHead(make([]byte, 0, 512), w.Header(), time.Now(), st.opening)
+	head := appendHead(make([]byte, 0, 512), w.Header(), time.Now(), st.Opening)
 	n, err := out.write(head)
 	if err != nil && err != errAgain {
 		_ = out.close()
-		h.streams.Done()
-		done(closedWriteFailed)
+		h.held.Done()
+		st.Done(writeFailed(err))
 		return true
 	}
 	if n < len(head) {
@@ -204,7 +247,7 @@ func (h *Hub) attach(s *hstream, conn net.Conn) {
 			}()
 		}
 	}
-	s.sub.Notify(func() { sh.enqueue(s) })
+	s.Sub.Notify(func() { sh.enqueue(s) })
 }
 
 // awaitHangup reads conn until it fails: the client left, or the stream closed it.
@@ -218,28 +261,3 @@ func awaitHangup(conn net.Conn, s *hstream) {
 		}
 	}
 }
-
-// sink is a stream's connection as a writer sees it.
-type sink interface {
-	// write writes what the connection takes now, without waiting; a short count comes
-	// with errAgain.
-	write(b []byte) (int, error)
-	close() error
-}
-
-var errAgain = errors.New("connection not ready for writing")
-
-// connSink writes any net.Conn, waiting at most a moment for room. It serves where a
-// raw descriptor is not available.
-type connSink struct{ c net.Conn }
-
-func (s connSink) write(b []byte) (int, error) {
-	_ = s.c.SetWriteDeadline(time.Now().Add(time.Millisecond))
-	n, err := s.c.Write(b)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return n, errAgain
-	}
-	return n, err
-}
-
-func (s connSink) close() error { return s.c.Close() }

@@ -1,4 +1,4 @@
-package handlers_test
+package sse_test
 
 import (
 	"bytes"
@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/crierhq/crier/broker"
-	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/internal/ssetest"
 )
 
-func TestEncodeEvent(t *testing.T) {
+func TestEncode(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		ev   broker.Event
@@ -35,25 +36,25 @@ func TestEncodeEvent(t *testing.T) {
 			"id: 4\nevent: aevent: b\ndata: d\n\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := string(handlers.EncodeEvent(&tc.ev)); got != tc.want {
-				t.Errorf("EncodeEvent:\ngot  %q\nwant %q", got, tc.want)
+			if got := string(sse.Encode(&tc.ev)); got != tc.want {
+				t.Errorf("Encode:\ngot  %q\nwant %q", got, tc.want)
 			}
 		})
 	}
 }
 
-// FuzzEncodeEvent proves that no name or data can forge another field or event: a
+// FuzzEncode proves that no name or data can forge another field or event: a
 // standard parser reads back exactly one event with the id, the name (less line breaks
 // and NUL) and the data (line breaks normalised to LF) that went in.
-func FuzzEncodeEvent(f *testing.F) {
+func FuzzEncode(f *testing.F) {
 	f.Add(uint64(1), "message", []byte("hello"))
 	f.Add(uint64(2), "a\nb", []byte("x\r\ny\rz\n"))
 	f.Add(uint64(3), "", []byte("\n\nid: 5\nevent: x\ndata: y\n\n"))
 	f.Add(uint64(4), "\r", []byte(": comment\nretry: 1\n"))
 	f.Fuzz(func(t *testing.T, id uint64, name string, data []byte) {
-		wire := handlers.EncodeEvent(&broker.Event{ID: id, Name: name, Data: data})
-		p := newSSEReader(bytes.NewReader(wire))
-		got, err := p.next()
+		wire := sse.Encode(&broker.Event{ID: id, Name: name, Data: data})
+		p := ssetest.NewReader(bytes.NewReader(wire))
+		got, err := p.Next()
 		if err != nil {
 			t.Fatalf("no event parsed from %q: %v", wire, err)
 		}
@@ -65,10 +66,10 @@ func FuzzEncodeEvent(f *testing.F) {
 		if got.ID != broker.FormatID(id) || got.Type != wantName || got.Data != wantData || got.Retry != "" {
 			t.Fatalf("round trip of (%d, %q, %q):\ngot  %+v\nwire %q", id, name, data, got, wire)
 		}
-		if extra, err := p.next(); err == nil {
+		if extra, err := p.Next(); err == nil {
 			t.Fatalf("a second event was forged: %+v from %q", extra, wire)
 		}
-		if p.comments != 0 {
+		if p.Comments() != 0 {
 			t.Fatalf("a comment was forged in %q", wire)
 		}
 	})

@@ -1,8 +1,9 @@
-package handlers
+package hub
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http/httputil"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/crierhq/crier/broker"
+	"github.com/crierhq/crier/handlers/sse"
 )
 
 // fakeSink is a connection that takes at most room bytes per write (0: none, so every
@@ -53,18 +55,18 @@ func (f *fakeSink) body() string {
 	return f.out.String()
 }
 
-// hubStream attaches a subscription of b to h through sink, as serve does after the
+// hubStream attaches a subscription of b to h through sink, as Adopt does after the
 // head, and returns a channel that receives why it ended.
-func hubStream(t *testing.T, h *Hub, b *broker.Broker, out sink, heartbeat, writeTimeout time.Duration) <-chan closeReason {
+func hubStream(t *testing.T, h *Hub, b *broker.Broker, out sink, heartbeat, writeTimeout time.Duration) <-chan error {
 	t.Helper()
 	sub, err := b.Subscribe(broker.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ended := make(chan closeReason, 1)
-	h.streams.Add(1)
-	h.attach(&hstream{sub: sub, out: out, fd: -1, heartbeat: heartbeat, writeTimeout: writeTimeout,
-		done: func(why closeReason) { sub.Close(); ended <- why }}, nil)
+	ended := make(chan error, 1)
+	h.held.Add(1)
+	h.attach(&hstream{out: out, fd: -1, Stream: Stream{Sub: sub, Heartbeat: heartbeat, WriteTimeout: writeTimeout,
+		Done: func(err error) { sub.Close(); ended <- err }}}, nil)
 	return ended
 }
 
@@ -72,8 +74,8 @@ func hubStream(t *testing.T, h *Hub, b *broker.Broker, out sink, heartbeat, writ
 // a heartbeat after -heartbeat idle, and none while events flow.
 func TestHubHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := broker.New(broker.Options{Encode: EncodeEvent})
-		h := newHub(HubOptions{Writers: 1})
+		b := broker.New(broker.Options{Encode: sse.Encode})
+		h := newHub(Options{Writers: 1})
 		out := &fakeSink{room: -1}
 		ended := hubStream(t, h, b, out, 15*time.Second, 30*time.Second)
 		beats := func() int { return strings.Count(out.body(), ": heartbeat\n") }
@@ -96,8 +98,8 @@ func TestHubHeartbeat(t *testing.T) {
 			t.Fatalf("idle again: %d heartbeats, want 2", beats())
 		}
 		b.Close()
-		if why := <-ended; why != closedShutdown {
-			t.Errorf("ended: %v, want %v", why, closedShutdown)
+		if err := <-ended; !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("ended: %v, want %v", err, broker.ErrClosed)
 		}
 		h.Close()
 		if !strings.HasSuffix(out.body(), "0\r\n\r\n") {
@@ -110,8 +112,8 @@ func TestHubHeartbeat(t *testing.T) {
 // checks that the chunked framing survives: what arrives decodes to exactly the events.
 func TestHubShortWrites(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := broker.New(broker.Options{Encode: EncodeEvent, Buffer: 1000})
-		h := newHub(HubOptions{Writers: 1})
+		b := broker.New(broker.Options{Encode: sse.Encode, Buffer: 1000})
+		h := newHub(Options{Writers: 1})
 		out := &fakeSink{room: 7}
 		ended := hubStream(t, h, b, out, time.Hour, time.Hour)
 		var want bytes.Buffer
@@ -142,9 +144,9 @@ func TestHubShortWrites(t *testing.T) {
 // and the writer is never held up by it.
 func TestHubWriteTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := broker.New(broker.Options{Encode: EncodeEvent})
+		b := broker.New(broker.Options{Encode: sse.Encode})
 		defer b.Close()
-		h := newHub(HubOptions{Writers: 1})
+		h := newHub(Options{Writers: 1})
 		defer h.Close()
 		stuck := hubStream(t, h, b, &fakeSink{room: 0}, time.Hour, 30*time.Second)
 		fine := &fakeSink{room: -1}
@@ -161,8 +163,8 @@ func TestHubWriteTimeout(t *testing.T) {
 		default:
 		}
 		time.Sleep(2 * time.Second)
-		if why := <-stuck; why != closedWriteFailed {
-			t.Fatalf("ended: %v, want %v", why, closedWriteFailed)
+		if err := <-stuck; err != ErrWriteTimeout {
+			t.Fatalf("ended: %v, want %v", err, ErrWriteTimeout)
 		}
 	})
 }

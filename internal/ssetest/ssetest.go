@@ -1,4 +1,5 @@
-package handlers_test
+// Package ssetest reads text/event-stream as a browser does, for tests.
+package ssetest
 
 import (
 	"bufio"
@@ -7,27 +8,28 @@ import (
 	"strings"
 )
 
-// sseEvent is one dispatched event as a browser's EventSource would see it.
-type sseEvent struct {
+// Event is one dispatched event as a browser's EventSource would see it.
+type Event struct {
 	ID    string
 	Type  string
 	Data  string
 	Retry string
 }
 
-// sseReader parses text/event-stream the way the HTML standard's EventSource does, so
+// Reader parses text/event-stream the way the HTML standard's EventSource does, so
 // tests see exactly what a browser would. Comments are counted, not returned.
-type sseReader struct {
+type Reader struct {
 	r        *bufio.Reader
 	lastID   string
 	retry    string
-	comments int
+	comments int // comments read so far (heartbeats)
 }
 
-func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReader(r)} }
+// NewReader reads events from r.
+func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReader(r)} }
 
-// line reads one line ended by CRLF, LF or CR.
-func (p *sseReader) line() (string, error) {
+// Line reads one line ended by CRLF, LF or CR.
+func (p *Reader) Line() (string, error) {
 	var b strings.Builder
 	for {
 		c, err := p.r.ReadByte()
@@ -47,14 +49,14 @@ func (p *sseReader) line() (string, error) {
 	}
 }
 
-// next returns the next dispatched event.
-func (p *sseReader) next() (sseEvent, error) {
+// Next returns the next dispatched event.
+func (p *Reader) Next() (Event, error) {
 	var data bytes.Buffer
 	var typ string
 	for {
-		line, err := p.line()
+		line, err := p.Line()
 		if err != nil {
-			return sseEvent{}, err
+			return Event{}, err
 		}
 		if line == "" {
 			if data.Len() == 0 {
@@ -65,7 +67,7 @@ func (p *sseReader) next() (sseEvent, error) {
 			if typ == "" {
 				typ = "message"
 			}
-			return sseEvent{ID: p.lastID, Type: typ, Data: d, Retry: p.retry}, nil
+			return Event{ID: p.lastID, Type: typ, Data: d, Retry: p.retry}, nil
 		}
 		if line[0] == ':' {
 			p.comments++
@@ -88,3 +90,6 @@ func (p *sseReader) next() (sseEvent, error) {
 		}
 	}
 }
+
+// Comments reports how many comment lines were read so far.
+func (p *Reader) Comments() int { return p.comments }
