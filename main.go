@@ -35,7 +35,8 @@ import (
 var assets embed.FS
 
 func main() {
-	// One processor more than the machine offers: see hubWriters.
+	// One processor more than the machine offers: the hub's writers take one per core,
+	// and one is left for the network poller and the request handlers (hub.Options.Writers).
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
@@ -129,10 +130,9 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		reg.MustRegister(handlers.BusUp(bus.Ready))
 	}
 	// HTTP/1.1 streams are handed to the hub's few writers; HTTP/2 streams keep a handler
-	// goroutine each. Waiting 5 ms after a first event lets a writer batch a presence
-	// storm's events and lets request handlers run (BENCHMARKS.md).
-	hub := hub.New(hub.Options{Coalesce: 5 * time.Millisecond, Writers: hubWriters()})
-	defer hub.Close()
+	// goroutine each.
+	streams := hub.New(hub.Options{})
+	defer streams.Close()
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
 	h, err := handlers.New(handlers.Options{
@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		Tokens:        cfg.tokens,
 		Registerer:    reg,
 		Stats:         b.Stats,
-		Hub:           hub,
+		Hub:           streams,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError, // a partial scrape beats a 500
@@ -211,7 +211,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		_ = srv.Close()
 	}
 	// Hijacked streams are the hub's, not the server's: wait for their clean ends too.
-	if err := hub.Shutdown(sctx); err != nil {
+	if err := streams.Shutdown(sctx); err != nil {
 		log.Warn("shutdown timed out; closed the remaining streams", "err", err)
 	}
 	<-served
@@ -222,13 +222,6 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 // protocols is what the server speaks: HTTP/1.1 always; HTTP/2 over TLS, where browsers
 // use it and lift their limit of six streams per host; cleartext HTTP/2 only when asked,
 // since browsers never speak it and only a proxy in front would.
-// hubWriters is how many goroutines write the hub's streams: one per processor of the Go
-// runtime but one. main gives the runtime one processor more than the machine offers, so
-// that while the writers run flat out one is left for the network poller and the request
-// handlers. Without it Go polls the network only every 10 ms (from its monitor thread)
-// while every processor is busy, and accepts and publishes wait that long.
-func hubWriters() int { return max(1, runtime.GOMAXPROCS(0)-1) }
-
 func protocols(tls, h2c bool) *http.Protocols {
 	var p http.Protocols
 	p.SetHTTP1(true)

@@ -59,16 +59,26 @@ type Stream struct {
 	Done func(cause error)
 }
 
-// Options configure a Hub. The zero value is ready for use.
+// Options configure a Hub. The zero value takes the defaults noted, which are crier's.
 type Options struct {
-	// Writers is how many goroutines write streams; zero means GOMAXPROCS.
+	// Writers is how many goroutines write streams. Zero means GOMAXPROCS less one (at
+	// least one): under load the writers run flat out, and the processor left over
+	// serves the network poller and the request handlers. Without it Go polls the
+	// network only every 10 ms (from its monitor thread) while every processor is busy,
+	// and accepts and publishes wait that long. A server that wants a writer per core
+	// therefore runs with GOMAXPROCS one above its cores, as crier's main does.
 	Writers int
 	// Coalesce is how long a writer, woken by a first event, waits for more before it
-	// writes, so that busy streams get fewer, larger writes. Zero writes at once (under
-	// load, events still pile up while a writer works through its other streams, and go
-	// out together).
+	// writes, so that busy streams get fewer, larger writes and a presence storm's events
+	// go out together; the wait also parks the writer, which lets request handlers run
+	// (BENCHMARKS.md has both effects). Zero means DefaultCoalesce; a negative value
+	// writes at once (under load, events still pile up while a writer works through its
+	// other streams, and go out together).
 	Coalesce time.Duration
 }
+
+// DefaultCoalesce is Options.Coalesce's default.
+const DefaultCoalesce = 5 * time.Millisecond
 
 // Hub writes HTTP/1.1 event streams. Adopt writes a stream's response head, hijacks the
 // connection and hands it to a writer; from then on the broker wakes the stream's writer through
@@ -114,9 +124,12 @@ func New(o Options) *Hub {
 func newHub(o Options) *Hub {
 	n := o.Writers
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = max(1, runtime.GOMAXPROCS(0)-1)
 	}
-	h := &Hub{coalesce: o.Coalesce, gosched: n >= runtime.GOMAXPROCS(0), stop: make(chan struct{})}
+	if o.Coalesce == 0 {
+		o.Coalesce = DefaultCoalesce
+	}
+	h := &Hub{coalesce: max(0, o.Coalesce), gosched: n >= runtime.GOMAXPROCS(0), stop: make(chan struct{})}
 	for range n {
 		sh := &shard{h: h, wake: make(chan struct{}, 1), tick: maxTick}
 		h.shards = append(h.shards, sh)

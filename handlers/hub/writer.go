@@ -114,6 +114,8 @@ func (sh *shard) attach(s *hstream) {
 func (sh *shard) run(stop <-chan struct{}) {
 	ticker := time.NewTicker(sh.tick)
 	defer ticker.Stop()
+	coalesce := time.NewTimer(time.Hour) // stopped: armed for each wait, which stop cuts short
+	coalesce.Stop()
 	for {
 		select {
 		case <-stop:
@@ -125,7 +127,13 @@ func (sh *shard) run(stop <-chan struct{}) {
 			sh.report(finishPerRound)
 		case <-sh.wake:
 			if sh.h.coalesce > 0 {
-				time.Sleep(sh.h.coalesce)
+				coalesce.Reset(sh.h.coalesce)
+				select {
+				case <-stop:
+					sh.endAll()
+					return
+				case <-coalesce.C:
+				}
 			}
 			sh.now = time.Now()
 		}

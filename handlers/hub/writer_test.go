@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http/httputil"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,7 @@ func hubStream(t *testing.T, h *Hub, b *broker.Broker, out sink, heartbeat, writ
 func TestHubHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := broker.New(broker.Options{Encode: sse.Encode})
-		h := newHub(Options{Writers: 1})
+		h := newHub(Options{Writers: 1, Coalesce: -1})
 		out := &fakeSink{room: -1}
 		ended := hubStream(t, h, b, out, 15*time.Second, 30*time.Second)
 		beats := func() int { return strings.Count(out.body(), ": heartbeat\n") }
@@ -113,7 +114,7 @@ func TestHubHeartbeat(t *testing.T) {
 func TestHubShortWrites(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := broker.New(broker.Options{Encode: sse.Encode, Buffer: 1000})
-		h := newHub(Options{Writers: 1})
+		h := newHub(Options{Writers: 1, Coalesce: -1})
 		out := &fakeSink{room: 7}
 		ended := hubStream(t, h, b, out, time.Hour, time.Hour)
 		var want bytes.Buffer
@@ -146,7 +147,7 @@ func TestHubWriteTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := broker.New(broker.Options{Encode: sse.Encode})
 		defer b.Close()
-		h := newHub(Options{Writers: 1})
+		h := newHub(Options{Writers: 1, Coalesce: -1})
 		defer h.Close()
 		stuck := hubStream(t, h, b, &fakeSink{room: 0}, time.Hour, 30*time.Second)
 		fine := &fakeSink{room: -1}
@@ -167,4 +168,43 @@ func TestHubWriteTimeout(t *testing.T) {
 			t.Fatalf("ended: %v, want %v", err, ErrWriteTimeout)
 		}
 	})
+}
+
+// TestCloseCutsCoalesceShort: a writer waiting to coalesce a wake's events hears Close
+// at once rather than at the end of its wait.
+func TestCloseCutsCoalesceShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := broker.New(broker.Options{Encode: sse.Encode})
+		defer b.Close()
+		h := newHub(Options{Writers: 1, Coalesce: time.Hour})
+		ended := hubStream(t, h, b, &fakeSink{room: -1}, time.Hour, time.Hour)
+		synctest.Wait() // the writer, woken by the new stream, waits to coalesce
+		start := time.Now()
+		h.Close()
+		if err := <-ended; err != ErrClosed {
+			t.Errorf("ended: %v, want %v", err, ErrClosed)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("Close waited %s for the coalescing writer", waited)
+		}
+	})
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, tc := range []struct {
+		o        Options
+		writers  int
+		coalesce time.Duration
+	}{
+		{Options{}, max(1, procs-1), DefaultCoalesce},
+		{Options{Writers: 3, Coalesce: time.Millisecond}, 3, time.Millisecond},
+		{Options{Coalesce: -1}, max(1, procs-1), 0},
+	} {
+		h := newHub(tc.o)
+		h.Close()
+		if len(h.shards) != tc.writers || h.coalesce != tc.coalesce {
+			t.Errorf("%+v: %d writers, coalesce %s; want %d, %s", tc.o, len(h.shards), h.coalesce, tc.writers, tc.coalesce)
+		}
+	}
 }
