@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/crierhq/crier/auth"
+	"github.com/crierhq/crier/webhook"
 )
 
 // config is everything the flags and CRIER_* environment variables set.
@@ -43,6 +44,8 @@ type config struct {
 	H2C             bool
 	MaxStreamsPerIP int
 	HeaderTimeout   time.Duration
+	WebhookURL      string
+	WebhookSecret   string
 
 	tokenGenerated bool           // PublishToken was made up at start-up
 	private        auth.Patterns  // PrivateTopics, parsed
@@ -81,6 +84,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "`path` of a PEM RSA or ECDSA public key that RS256 or ES256 tokens are verified with")
 	fs.IntVar(&c.MaxStreamsPerIP, "max-streams-per-ip", 0, "open streams allowed from one client IP address; more get 429 (0: no cap; behind a proxy every client shares the proxy's address)")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "time a client has to send a request's headers; a slower one is disconnected")
+	fs.StringVar(&c.WebhookURL, "webhook-url", "", "http(s) `URL` that crier POSTs batches of connect, disconnect, join and leave events to, for the application's backend (empty: no webhooks); needs -webhook-secret")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "`key` of the HMAC-SHA256 in every webhook request's X-Crier-Signature header; required with -webhook-url; prefer CRIER_WEBHOOK_SECRET, which ps does not show")
 	fs.Usage = func() {} // the flag package calls it on every error: no usage dump then
 
 	if err := fs.Parse(args); err != nil {
@@ -159,6 +164,9 @@ func (c *config) validate() error {
 			return bad("redis-url", c.RedisURL, "want redis://host:port/db or rediss://host:port/db")
 		}
 	}
+	if err := c.validateWebhook(bad); err != nil {
+		return err
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return bad("log-level", c.LogLevel, err.Error())
 	}
@@ -209,6 +217,22 @@ func (c *config) validateAuth(bad func(string, any, string) error) error {
 	if c.tokens, err = auth.NewVerifier(keys, nil); err != nil {
 		// Only the public key can still be refused here (RSA too short, unsupported curve).
 		return bad("jwt-public-key", c.JWTPublicKey, strings.TrimPrefix(err.Error(), "auth: "))
+	}
+	return nil
+}
+
+// validateWebhook checks that -webhook-url and -webhook-secret come together. The secret
+// is never echoed.
+func (c *config) validateWebhook(bad func(string, any, string) error) error {
+	switch {
+	case c.WebhookURL == "" && c.WebhookSecret != "":
+		return errors.New("flag -webhook-secret is set without -webhook-url: give both, or neither")
+	case c.WebhookURL == "":
+		return nil
+	case c.WebhookSecret == "":
+		return bad("webhook-url", c.WebhookURL, "needs -webhook-secret, the key its requests are signed with")
+	case webhook.CheckURL(c.WebhookURL) != nil:
+		return bad("webhook-url", c.WebhookURL, "want an http:// or https:// URL")
 	}
 	return nil
 }

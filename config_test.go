@@ -76,6 +76,10 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 		{"bad variable", nil, map[string]string{"CRIER_HEARTBEAT": "often"}, "CRIER_HEARTBEAT", "often"},
 		{"negative size variable", nil, map[string]string{"CRIER_MAX_BODY": "-1KiB"}, "CRIER_MAX_BODY", "-1KiB"},
 		{"stray argument", []string{"serve"}, nil, "serve", ""},
+		{"webhook url without secret", []string{"-webhook-url", "http://backend/hook"}, nil, "-webhook-secret", "http://backend/hook"},
+		{"webhook secret without url", nil, map[string]string{"CRIER_WEBHOOK_SECRET": "s3cret"}, "-webhook-url", ""},
+		{"webhook url not http", []string{"-webhook-url", "ftp://backend/hook", "-webhook-secret", "s3cret"}, nil, "-webhook-url", "ftp://backend/hook"},
+		{"webhook url not absolute", nil, map[string]string{"CRIER_WEBHOOK_URL": "backend/hook", "CRIER_WEBHOOK_SECRET": "s3cret"}, "-webhook-url", "backend/hook"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -89,6 +93,9 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 			}
 			if !strings.Contains(line, tc.mention) || !strings.Contains(line, tc.value) {
 				t.Errorf("stderr %q does not name %s and %q", line, tc.mention, tc.value)
+			}
+			if strings.Contains(line, "s3cret") {
+				t.Errorf("stderr shows the webhook secret: %q", line)
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("a usage dump went to stdout: %q", stdout.String())
@@ -105,7 +112,8 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-buffer",
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
 		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck",
-		"-private-topics", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token"} {
+		"-private-topics", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",
+		"-webhook-url", "-webhook-secret", "CRIER_WEBHOOK_URL", "CRIER_WEBHOOK_SECRET", "X-Crier-Signature"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("-h output lacks %s", want)
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/crierhq/crier/handlers"
 	"github.com/crierhq/crier/handlers/hub"
 	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/webhook"
 )
 
 //go:embed templates static
@@ -113,6 +114,17 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		}
 		bopts.Bus = bus
 	}
+	reg := prometheus.NewRegistry()
+	hooks, err := startWebhooks(cfg, log, reg)
+	if err != nil {
+		log.Error("cannot use -webhook-url", "err", err)
+		return 1
+	}
+	if hooks != nil {
+		bopts.Observe = hooks.Observe
+		// On the early returns: the normal shutdown has flushed it already.
+		defer closeNow(hooks)
+	}
 	b := broker.New(bopts)
 	if bus != nil {
 		// Redis may be down now: the bus keeps trying, and /readyz says 503 meanwhile.
@@ -124,7 +136,6 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	if cfg.tokenGenerated {
 		log.Warn("no -publish-token given; generated one for this run", "publish_token", cfg.PublishToken)
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if bus != nil {
 		reg.MustRegister(handlers.BusUp(bus.Ready))
@@ -214,9 +225,35 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 	if err := streams.Shutdown(sctx); err != nil {
 		log.Warn("shutdown timed out; closed the remaining streams", "err", err)
 	}
+	if hooks != nil {
+		// The streams have ended, so their disconnects are queued: send them in what is
+		// left of the shutdown's time.
+		_ = hooks.Close(sctx) // it logs what it could not deliver
+	}
 	<-served
 	log.Info("stopped")
 	return 0
+}
+
+// startWebhooks starts the webhook sender that -webhook-url asks for; nil without one.
+func startWebhooks(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*webhook.Sender, error) {
+	if cfg.WebhookURL == "" {
+		return nil, nil
+	}
+	hooks, err := webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: []byte(cfg.WebhookSecret),
+		Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("webhooks on", "url", redactURL(cfg.WebhookURL), "queue", webhook.DefaultQueue)
+	return hooks, nil
+}
+
+// closeNow stops hooks without waiting for its queue; what was queued is counted as dropped.
+func closeNow(hooks *webhook.Sender) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = hooks.Close(ctx)
 }
 
 // protocols is what the server speaks: HTTP/1.1 always; HTTP/2 over TLS, where browsers

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts what crier's tests need, from Debian's packages, when it is missing:
-# redis-server, nginx, Chromium and a Docker engine (plus the stand-in golang base image,
+# redis-server, nginx, Chromium, openssl and a Docker engine (plus the stand-in golang base image,
 # since no container registry is reachable here). Safe to run again: it skips what is there.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v chromium >/dev/null || need+=(chromium)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v busybox >/dev/null || need+=(busybox-static)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]} and not root; install them first" >&2
