@@ -72,7 +72,7 @@ func runCrier(t *testing.T, base string, client *http.Client, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	logs := &lockedBuffer{}
+	logs := &testenv.Log{}
 	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs) }()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -97,24 +97,6 @@ func runCrier(t *testing.T, base string, client *http.Client, args ...string) {
 			return ""
 		}
 	})
-}
-
-// lockedBuffer collects a logger's output from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func TestHTTP2(t *testing.T) {

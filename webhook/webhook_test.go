@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -143,24 +141,6 @@ func TestRetriesAfterServerErrors(t *testing.T) {
 	}
 }
 
-// syncLog is a log that tests read while the sender writes it.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // A backend that does not answer holds one batch in flight; the queue fills up behind it,
 // and what does not fit is dropped, counted and logged once, while Observe keeps
 // returning at once.
@@ -172,7 +152,7 @@ func TestOverflowIsCountedAndLoggedOnce(t *testing.T) {
 		<-release
 		return http.StatusOK
 	})
-	var logs syncLog
+	var logs testenv.Log
 	reg := prometheus.NewRegistry()
 	s := start(t, webhook.Options{URL: rc.Start(), Registerer: reg, Queue: queue, Batch: batch,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
