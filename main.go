@@ -240,13 +240,8 @@ func startWebhooks(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*w
 	if cfg.WebhookURL == "" {
 		return nil, nil
 	}
-	hooks, err := webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: []byte(cfg.WebhookSecret),
+	return webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: []byte(cfg.WebhookSecret),
 		Logger: log, Registerer: reg})
-	if err != nil {
-		return nil, err
-	}
-	log.Info("webhooks on", "url", redactURL(cfg.WebhookURL), "queue", webhook.DefaultQueue)
-	return hooks, nil
 }
 
 // closeNow stops hooks without waiting for its queue; what was queued is counted as dropped.

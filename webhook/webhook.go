@@ -71,6 +71,7 @@ type Sender struct {
 
 	mu          sync.Mutex
 	queue       []event
+	inFlight    int    // events of the batch being sent
 	closed      bool   // Close was called: Observe drops
 	overflowing bool   // events were dropped since the queue was last empty
 	episodeLost uint64 // how many
@@ -81,7 +82,6 @@ type Sender struct {
 	abort    context.Context
 	cancel   context.CancelFunc // Close gave up waiting
 	done     chan struct{}      // closed when the goroutine has returned
-	inFlight int                // events of the batch being sent; the goroutine's own
 	once     sync.Once
 }
 
@@ -119,6 +119,7 @@ func New(opts Options) (*Sender, error) {
 	s.m = m
 	s.abort, s.cancel = context.WithCancel(context.Background())
 	go s.run()
+	s.log.Info("webhook sender started", "queue", opts.Queue, "batch", opts.Batch)
 	return s, nil
 }
 
