@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/crierhq/crier/auth"
+	"github.com/crierhq/crier/internal/ssetest"
 	"github.com/crierhq/crier/internal/testenv"
 )
 
@@ -85,5 +87,68 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	}
 	if code, err := p.Wait(20 * time.Second); code != 0 || err != nil {
 		t.Errorf("exit %d (%v) after SIGTERM\n%s", code, err, p.Output())
+	}
+}
+
+// A backend that takes requests and never answers slows nothing: streams open and close
+// and a publish reaches every stream while the webhook queue waits; at shutdown, crier
+// gives up on it after -shutdown-timeout and accounts for every event it could not send.
+func TestWebhookBackendThatHangsSlowsNothing(t *testing.T) {
+	secret := []byte("e2e-webhook-secret")
+	hang := make(chan struct{})
+	backend := testenv.NewWebhook(t, secret, func(int) int {
+		<-hang
+		return http.StatusServiceUnavailable
+	})
+	url := backend.Start()
+	t.Cleanup(func() { close(hang) }) // before the backend's server closes
+	const token = "publish-token-for-the-test"
+	p := testenv.Start(t, []string{"-webhook-url", url, "-webhook-secret", string(secret),
+		"-publish-token", token, "-shutdown-timeout", "2s"})
+
+	const streams, leaving = 20, 8
+	var open []*ssetest.Reader
+	for i := range streams {
+		resp, err := http.Get(p.URL + "/events?topic=news")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if i < leaving {
+			resp.Body.Close()
+			continue
+		}
+		open = append(open, ssetest.NewReader(resp.Body))
+	}
+	req, _ := http.NewRequest(http.MethodPost, p.URL+"/publish?topic=news", strings.NewReader("while the backend hangs"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+	for i, r := range open {
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				t.Fatalf("stream %d: %v", i, err)
+			}
+			if ev.Type == "message" && ev.Data == "while the backend hangs" {
+				break
+			}
+		}
+	}
+
+	p.Signal(syscall.SIGTERM)
+	if code, err := p.Wait(20 * time.Second); code != 0 || err != nil {
+		t.Fatalf("exit %d (%v) after SIGTERM\n%s", code, err, p.Output())
+	}
+	// Every stream connected and disconnected, and none of it was delivered.
+	if want := fmt.Sprintf("webhook events not delivered before shutdown\" webhook=%s dropped=%d", url, 2*streams); !strings.Contains(p.Output(), want) {
+		t.Errorf("the log does not account for the undelivered events (%s):\n%s", want, p.Output())
 	}
 }
