@@ -27,6 +27,8 @@ type config struct {
 	Heartbeat       time.Duration
 	Retry           time.Duration
 	History         int
+	HistoryTTL      time.Duration
+	HistoryMemory   size
 	Buffer          int
 	MaxSubscribers  int
 	Presence        bool
@@ -65,7 +67,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "*", "comma-separated `origins` allowed to read streams and publish from a browser (* for any)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "write a comment line to every idle stream this often")
 	fs.DurationVar(&c.Retry, "retry", 3*time.Second, "reconnection delay sent to clients in the retry: field")
-	fs.IntVar(&c.History, "history", 1000, "number of most recent events kept for resume (0 disables resume)")
+	fs.IntVar(&c.History, "history", 1000, "number of most recent events kept per topic for resume and GET /history; broadcasts are one topic of their own (0 disables resume)")
+	fs.DurationVar(&c.HistoryTTL, "history-ttl", 0, "events older than this leave history (0: no age limit)")
+	c.HistoryMemory = 256 << 20
+	fs.Var(&c.HistoryMemory, "history-memory", "bound on the memory that all retained events take together, in bytes with an optional KiB/MiB suffix; beyond it the oldest events of any topic leave first (0: no bound)")
 	fs.IntVar(&c.Buffer, "buffer", 256, "events queued per subscriber before it counts as slow and is cut off")
 	fs.IntVar(&c.MaxSubscribers, "max-subscribers", 0, "open streams allowed at once (0: unlimited)")
 	fs.BoolVar(&c.Presence, "presence", true, "broadcast new_user/user_left events (false: none, for very large audiences)")
@@ -146,6 +151,8 @@ func (c *config) validate() error {
 	switch {
 	case c.History < 0:
 		return bad("history", c.History, "must not be negative")
+	case c.HistoryTTL < 0:
+		return bad("history-ttl", c.HistoryTTL, "must not be negative")
 	case c.Buffer < 1:
 		return bad("buffer", c.Buffer, "must be at least 1")
 	case c.MaxSubscribers < 0:

@@ -23,7 +23,8 @@ func TestConfigDefaultsEnvAndFlags(t *testing.T) {
 			return c.Addr == ":8080" && c.CORSOrigins == "*" && c.Heartbeat == 15*time.Second &&
 				c.Retry == 3*time.Second && c.History == 1000 && c.Buffer == 256 && c.MaxSubscribers == 0 &&
 				c.Presence && c.MaxBody == 1<<20 && c.PublishToken == "" && c.RedisURL == "" &&
-				c.ShutdownTimeout == 10*time.Second && c.LogFormat == "text" && c.LogLevel == "info"
+				c.ShutdownTimeout == 10*time.Second && c.LogFormat == "text" && c.LogLevel == "info" &&
+				c.HistoryTTL == 0 && c.HistoryMemory == 256<<20
 		}},
 		{"env", nil, map[string]string{
 			"CRIER_MAX_SUBSCRIBERS": "5", "CRIER_PRESENCE": "false", "CRIER_MAX_BODY": "64KiB",
@@ -38,6 +39,8 @@ func TestConfigDefaultsEnvAndFlags(t *testing.T) {
 			func(c *config) bool { return c.History == 7 && c.MaxBody == 2<<20 }},
 		{"plain bytes", []string{"-max-body", "65536"}, nil, func(c *config) bool { return c.MaxBody == 65536 }},
 		{"history 0", []string{"-history=0"}, nil, func(c *config) bool { return c.History == 0 }},
+		{"history bounds", []string{"-history-ttl", "1h"}, map[string]string{"CRIER_HISTORY_MEMORY": "512KiB", "CRIER_HISTORY_TTL": "1m"},
+			func(c *config) bool { return c.HistoryTTL == time.Hour && c.HistoryMemory == 512<<10 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, rest, err := parseConfig(tc.args, env(tc.env), &bytes.Buffer{})
@@ -66,6 +69,9 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 		{"unknown size suffix", []string{"-max-body", "1MB"}, nil, "-max-body", "1MB"},
 		{"negative history", []string{"-history", "-1"}, nil, "-history", "-1"},
 		{"zero buffer", []string{"-buffer", "0"}, nil, "-buffer", "0"},
+		{"negative history ttl", []string{"-history-ttl", "-1m"}, nil, "-history-ttl", "-1m"},
+		{"history memory in MB", []string{"-history-memory", "10MB"}, nil, "-history-memory", "10MB"},
+		{"negative history memory variable", nil, map[string]string{"CRIER_HISTORY_MEMORY": "-1"}, "CRIER_HISTORY_MEMORY", "-1"},
 		{"not a number", []string{"-max-subscribers", "many"}, nil, "-max-subscribers", "many"},
 		{"not a bool", []string{"-presence=maybe"}, nil, "-presence", "maybe"},
 		{"unknown log format", []string{"-log-format", "xml"}, nil, "-log-format", "xml"},
@@ -109,7 +115,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	if code := run(context.Background(), []string{"-h"}, env(nil), &stdout, &stderr); code != 0 {
 		t.Fatalf("-h exit %d", code)
 	}
-	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-buffer",
+	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-history-ttl", "-history-memory", "CRIER_HISTORY_MEMORY", "-buffer",
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
 		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck",
 		"-private-topics", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",

@@ -98,6 +98,8 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logger) int {
 	bopts := broker.Options{
 		History:        cfg.History,
+		HistoryTTL:     cfg.HistoryTTL,
+		HistoryMemory:  int64(cfg.HistoryMemory),
 		Buffer:         cfg.Buffer,
 		MaxSubscribers: cfg.MaxSubscribers,
 		Presence:       cfg.Presence,

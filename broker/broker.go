@@ -4,6 +4,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"math/rand/v2"
@@ -15,9 +16,16 @@ import (
 // Options configure a Broker. The zero value is ready for use: no history, no presence
 // events, queues of DefaultBuffer, no subscriber limit, and events without wire bytes.
 type Options struct {
-	// History is how many of the most recent events are kept for resume and idempotent
-	// retries. Zero keeps none.
+	// History is how many of the most recent events of each topic are kept for resume,
+	// History and idempotent retries; broadcasts are kept as one topic of their own. Zero
+	// keeps none.
 	History int
+	// HistoryTTL, when positive, makes events leave history once they are older.
+	HistoryTTL time.Duration
+	// HistoryMemory, when positive, bounds the bytes that all retained events take
+	// together (data, wire bytes and the structures that hold them); beyond it the oldest
+	// events of any topic leave first. Zero sets no bound.
+	HistoryMemory int64
 	// Buffer is how many events may wait for a subscriber before it is cut off.
 	// Zero means DefaultBuffer.
 	Buffer int
@@ -113,21 +121,27 @@ func New(opts Options) *Broker {
 	if opts.Bus != nil {
 		// The bus's log numbers events; until it says where it starts, nothing here is
 		// history.
-		b.hist = newHistory(max(opts.History, 0), 0)
+		b.hist = newHistory(b.limits(), 0)
 		return b
 	}
 	// Ids from before this start (an earlier run of the process) are not retained.
 	start, _ := b.clock.next()
-	b.hist = newHistory(max(opts.History, 0), start)
+	b.hist = newHistory(b.limits(), start)
 	b.begun = true
 	return b
 }
 
+// limits are the bounds of history that Options set.
+func (b *Broker) limits() limits {
+	return limits{perTopic: max(b.opts.History, 0), ttl: b.opts.HistoryTTL, memory: b.opts.HistoryMemory}
+}
+
 // Publish assigns m the next id, retains it, and hands it to the dispatcher, which queues
 // it for every subscriber that follows its topic; it returns without waiting for that.
-// A message whose Key matches a retained event is not sent again: the receipt carries the
-// earlier id. Publish waits only while the dispatcher is a full outbox behind; ctx ends
-// that wait.
+// A message whose Key matches a retained event of the same publisher is not sent again:
+// the receipt carries the earlier id, or, when the two differ in topic, name or data,
+// the error is ErrKeyConflict. Publish waits only while the dispatcher is a full outbox
+// behind; ctx ends that wait.
 func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	if m.Name == "" {
 		m.Name = NameMessage
@@ -135,21 +149,31 @@ func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	if b.opts.Bus != nil {
 		return b.publishBus(ctx, m)
 	}
+	if b.opts.History > 0 && cap(m.Data)-len(m.Data) > 64+len(m.Data)/8 {
+		// Retained data should not hold on to the spare room of a read buffer.
+		m.Data = bytes.Clone(m.Data)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.waitRoomLocked(ctx); err != nil {
 		return Receipt{}, err
 	}
+	now := b.opts.Now()
 	if m.Key != "" {
-		if ev, ok := b.hist.byKey(m.Key); ok {
+		b.hist.expire(now)
+		if ev, ok := b.hist.byKey(m.Publisher, m.Key); ok {
+			if !ev.Same(m) {
+				return Receipt{}, ErrKeyConflict
+			}
 			b.stats.duplicates.Add(1)
 			return Receipt{ID: ev.ID, Duplicate: true}, nil
 		}
 	}
 	id, t := b.clock.next()
-	ev := &Event{ID: id, Topic: m.Topic, Name: m.Name, Data: m.Data, Key: m.Key, Time: t, retained: true}
+	ev := &Event{ID: id, Topic: m.Topic, Name: m.Name, Data: m.Data, Key: m.Key, Text: m.Text, Time: t,
+		retained: true, publisher: m.Publisher}
 	ev.wire = b.encode(ev)
-	b.retainLocked(ev)
+	b.retainLocked(ev, now)
 	b.enqueueLocked(step{ev: ev})
 	return Receipt{ID: id}, nil
 }
@@ -204,8 +228,8 @@ func (b *Broker) awaitDelivery(ctx context.Context, id uint64) {
 }
 
 // retainLocked keeps a published event in history.
-func (b *Broker) retainLocked(ev *Event) {
-	b.hist.add(ev)
+func (b *Broker) retainLocked(ev *Event, now time.Time) {
+	b.hist.add(ev, now)
 	if ev.Topic == "" {
 		b.stats.broadcasts.Add(1)
 	} else {
@@ -236,7 +260,7 @@ func (b *Broker) Subscribe(r Request) (*Subscription, error) {
 	s.user = r.User
 	remote := false
 	if r.Resume {
-		if b.opts.Bus != nil && !b.coversLocked(r.LastEventID) {
+		if b.opts.Bus != nil && !b.coversLocked(r.LastEventID, r.Topics) {
 			remote = true
 		} else {
 			s.backlog = b.replayLocked(s, r.LastEventID)
@@ -273,23 +297,60 @@ func (b *Broker) registerLocked(s *Subscription) {
 	}
 }
 
-// coversLocked reports whether this node's own history holds everything after lastID.
-func (b *Broker) coversLocked(lastID string) bool {
+// coversLocked reports whether this node's own history holds every event of topics (and
+// broadcasts) after lastID.
+func (b *Broker) coversLocked(lastID string, topics []string) bool {
 	id, ok := ParseID(lastID)
-	return ok && b.begun && b.hist.covers(id) && id <= b.clock.last
+	b.hist.expire(b.opts.Now())
+	return ok && b.begun && id <= b.clock.last && b.hist.floorOf(topics) <= id
 }
 
-// replayLocked returns what a subscription resuming after lastID is owed from history.
+// replayLocked returns what a subscription resuming after lastID is owed from history:
+// the retained events of its topics and broadcasts after that id, in id order, after a
+// "missed" notice when one of those topics no longer retains everything after it.
 func (b *Broker) replayLocked(s *Subscription, lastID string) []*Event {
-	id, ok := ParseID(lastID)
-	match := func(ev *Event) bool { return s.follows(ev.Topic) }
-	if b.coversLocked(lastID) {
-		return b.hist.after(nil, id, match)
+	covered := b.coversLocked(lastID, s.topics)
+	id, _ := ParseID(lastID)
+	evs := b.hist.merged(s.topics, id)
+	if covered {
+		return evs
 	}
-	if !ok {
-		id = 0
+	return append([]*Event{b.missedLocked(lastID, missedID(b.hist.floorOf(s.topics), evs))}, evs...)
+}
+
+// missedID is the id of a "missed" notice followed by evs: the newest id lost, but below
+// the first event replayed, since ids increase along a stream.
+func missedID(floor uint64, evs []*Event) uint64 {
+	if len(evs) > 0 && evs[0].ID <= floor {
+		return evs[0].ID - 1
 	}
-	return b.hist.after([]*Event{b.missedLocked(lastID, b.hist.floor)}, id, match)
+	return floor
+}
+
+// Page is part of one topic's history.
+type Page struct {
+	Events []*Event // oldest first; their wire bytes need not be set
+	// Missed reports that the topic no longer retains every event after the id asked for.
+	Missed bool
+}
+
+// History returns up to limit (0: no limit) retained events of topic with an id above
+// after, oldest first; after 0 asks for everything retained, and nothing is missed then.
+// With a Bus it reads the cluster's history.
+func (b *Broker) History(ctx context.Context, topic string, after uint64, limit int) (Page, error) {
+	if b.opts.Bus != nil {
+		return b.opts.Bus.History(ctx, topic, after, limit)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return Page{}, ErrClosed
+	}
+	b.hist.expire(b.opts.Now())
+	return Page{
+		Events: b.hist.after([]*Event{}, topic, after, limit),
+		Missed: after > 0 && after < b.hist.floor(topic),
+	}, nil
 }
 
 // detach removes s and, unless it was already gone, announces that it left.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -14,17 +15,21 @@ import (
 // the log.
 type Bus interface {
 	// Publish appends m to the log and returns the id the log gave it. When m.Key
-	// matches an event the log still retains, nothing is appended and the receipt
-	// carries the earlier id with Duplicate set. The error is nil only once the log
-	// holds the event.
+	// matches an event of the same m.Publisher that the log still retains, nothing is
+	// appended: the receipt carries the earlier id with Duplicate set, or the error is
+	// ErrKeyConflict when the two differ. The error is nil only once the log holds the
+	// event.
 	Publish(ctx context.Context, m Message) (Receipt, error)
 	// Joined and Left tell the cluster that a subscriber of this node attached or
 	// detached; the log then carries the new_user or user_left event. They are called
 	// with the Broker's lock held, so they must not block.
 	Joined(subscriber string)
 	Left(subscriber string)
-	// Replay returns the retained events after the given id that the log holds.
-	Replay(ctx context.Context, after uint64) (Replay, error)
+	// Replay returns the retained events of topics and of broadcasts after the given
+	// id that the cluster's history holds.
+	Replay(ctx context.Context, after uint64, topics []string) (Replay, error)
+	// History serves Broker.History from the cluster's history.
+	History(ctx context.Context, topic string, after uint64, limit int) (Page, error)
 	// Ready returns nil while the log can be reached.
 	Ready() error
 }
@@ -34,8 +39,8 @@ type Replay struct {
 	// Events are the retained (published) events after the id asked for, oldest first.
 	// Their wire bytes need not be set: the Broker encodes them.
 	Events []*Event
-	// Floor is the newest id the log no longer retains: a replay from an id below it is
-	// incomplete.
+	// Floor is the highest floor of the topics asked for: the newest id one of them no
+	// longer retains. A replay from an id below it is incomplete.
 	Floor uint64
 	// Head is the newest id in the log when it was read: an id above it is unknown.
 	Head uint64
@@ -63,7 +68,7 @@ func (b *Broker) Begin(head uint64) {
 	defer b.mu.Unlock()
 	b.begun = true
 	b.clock.last = max(b.clock.last, head)
-	b.hist = newHistory(max(b.opts.History, 0), b.clock.last)
+	b.hist = newHistory(b.limits(), b.clock.last)
 }
 
 // Deliver hands the Broker events its Bus read from the log, oldest first. Published
@@ -86,13 +91,14 @@ func (b *Broker) Deliver(evs ...*Event) {
 	if b.waitRoomLocked(context.Background()) != nil {
 		return
 	}
+	now := b.opts.Now()
 	for _, ev := range evs {
 		if ev.ID <= b.clock.last {
 			continue
 		}
 		b.clock.last = ev.ID
 		if ev.retained {
-			b.retainLocked(ev)
+			b.retainLocked(ev, now)
 		} else {
 			b.stats.presence.Add(1)
 		}
@@ -118,7 +124,7 @@ func (b *Broker) Lost(next uint64) {
 	if next > 0 {
 		b.clock.last = max(b.clock.last, next-1)
 	}
-	b.hist = newHistory(max(b.opts.History, 0), b.clock.last)
+	b.hist = newHistory(b.limits(), b.clock.last)
 	if b.clock.last == before {
 		return // no id fits between the last event read and the next: nothing was lost
 	}
@@ -151,17 +157,21 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 	)
 	if ok && begun {
 		ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
-		rp, err = b.opts.Bus.Replay(ctx, id)
+		rp, err = b.opts.Bus.Replay(ctx, id, s.topics)
 		cancel()
 	}
-	match := func(ev *Event) bool { return ev.ID <= seen && s.follows(ev.Topic) }
+	// Events after seen reach s through its live queue.
+	upToSeen := func(evs []*Event) []*Event {
+		return slices.DeleteFunc(evs, func(ev *Event) bool { return ev.ID > seen || !s.follows(ev.Topic) })
+	}
 	var backlog []*Event
 	var skip uint64
 	switch {
 	case !ok:
 		// Not an id crier made: say so, then everything this node holds.
 		b.mu.Lock()
-		backlog = b.hist.after([]*Event{b.missedLocked(lastID, b.hist.floor)}, 0, match)
+		evs := upToSeen(b.hist.merged(s.topics, 0))
+		backlog = append([]*Event{b.missedLocked(lastID, missedID(b.hist.floorOf(s.topics), evs))}, evs...)
 		b.mu.Unlock()
 	case err != nil:
 		// The log cannot be read (Redis is unreachable, or this node has not begun to
@@ -170,34 +180,34 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 		// once it can. Otherwise say so, then give what this node holds after the id.
 		plausible := id <= uint64(b.opts.Now().Add(futureSlack).UnixMicro())
 		b.mu.Lock()
-		if begun && plausible && b.hist.covers(id) {
-			backlog = b.hist.after(nil, id, match)
+		evs := upToSeen(b.hist.merged(s.topics, id))
+		floor := b.hist.floorOf(s.topics)
+		if begun && plausible && floor <= id {
+			backlog = evs
 		} else {
 			// The notice's id is never below the client's own: a reconnect after it
 			// must not replay what the client already has.
-			floor := b.hist.floor
 			if plausible {
 				floor = max(floor, id)
 			}
-			backlog = b.hist.after([]*Event{b.missedLocked(lastID, floor)}, id, match)
+			backlog = append([]*Event{b.missedLocked(lastID, missedID(floor, evs))}, evs...)
 		}
 		b.mu.Unlock()
 		if plausible {
 			skip = id
 		}
 	default:
+		evs := upToSeen(slices.DeleteFunc(rp.Events, func(ev *Event) bool { return ev.ID <= id }))
+		for _, ev := range evs {
+			ev.retained = true
+			ev.wire = b.encode(ev)
+		}
 		if !rp.Complete(id) {
 			b.mu.Lock()
-			backlog = append(backlog, b.missedLocked(lastID, rp.Floor))
+			backlog = append(backlog, b.missedLocked(lastID, missedID(rp.Floor, evs)))
 			b.mu.Unlock()
 		}
-		for _, ev := range rp.Events {
-			if ev.ID > id && ev.ID > rp.Floor && match(ev) {
-				ev.retained = true
-				ev.wire = b.encode(ev)
-				backlog = append(backlog, ev)
-			}
-		}
+		backlog = append(backlog, evs...)
 		skip = min(id, rp.Head)
 	}
 	b.stats.replayed.Add(uint64(len(backlog)))

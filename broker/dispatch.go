@@ -1,6 +1,9 @@
 package broker
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // The broker decides, under its lock, what happens and in which order: an event gets its
 // id, a subscription joins or leaves. Carrying that out for every subscriber (the fan-out,
@@ -65,9 +68,22 @@ func (b *Broker) signalRoomLocked() {
 func (b *Broker) dispatch() {
 	defer close(b.stopped)
 	var steps []step
+	var expiry <-chan time.Time
+	if ttl := b.opts.HistoryTTL; ttl > 0 {
+		// Expired events leave history even when nothing is published or read, so that
+		// a quiet topic's memory is given back.
+		tick := time.NewTicker(min(max(ttl/8, 10*time.Millisecond), time.Second))
+		defer tick.Stop()
+		expiry = tick.C
+	}
 	for {
 		select {
 		case <-b.kick:
+		case <-expiry:
+			b.mu.Lock()
+			b.hist.expire(b.opts.Now())
+			b.mu.Unlock()
+			continue
 		case <-b.quit:
 			return
 		}

@@ -8,4 +8,6 @@ var (
 	ErrFull   = errors.New("broker: too many subscribers")   // Options.MaxSubscribers reached
 	ErrSlow   = errors.New("broker: subscriber fell behind") // the subscriber's queue overflowed
 	ErrEnded  = errors.New("broker: subscription closed")    // Close was called on the subscription
+	// ErrKeyConflict: an idempotency key was used again for a different event.
+	ErrKeyConflict = errors.New("broker: idempotency key reused for a different event")
 )

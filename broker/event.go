@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 )
@@ -27,7 +28,11 @@ type Message struct {
 	Topic string // "" broadcasts to every subscriber
 	Name  string // event type; "" means NameMessage
 	Data  []byte // payload, sent verbatim (split into data lines on the wire)
+	Text  bool   // Data is plain text rather than a JSON value
 	Key   string // idempotency key; "" for none
+	// Publisher is who published: idempotency keys are its own, and another publisher's
+	// key never matches.
+	Publisher string
 }
 
 // Event is one event on its way to subscribers. An Event is immutable once the broker
@@ -37,12 +42,24 @@ type Event struct {
 	Topic string
 	Name  string
 	Data  []byte
+	Text  bool      // Data is plain text rather than a JSON value
 	Key   string    // idempotency key of the publish that made it, if any
 	Time  time.Time // when the broker accepted it
 
-	retained bool   // kept in history and replayed on resume (presence events are not)
-	who      string // the subscriber a presence event is about
-	wire     []byte // the encoded event, made once by Options.Encode
+	retained  bool   // kept in history and replayed on resume (presence events are not)
+	who       string // the subscriber a presence event is about
+	publisher string // Message.Publisher, which the key belongs to
+	wire      []byte // the encoded event, made once by Options.Encode
+}
+
+// Same reports whether m would publish e again: same topic, name and data. The name ""
+// is NameMessage.
+func (e *Event) Same(m Message) bool {
+	name := m.Name
+	if name == "" {
+		name = NameMessage
+	}
+	return e.Topic == m.Topic && e.Name == name && e.Text == m.Text && bytes.Equal(e.Data, m.Data)
 }
 
 // Wire returns the event's encoded bytes, shared by every subscriber; do not modify them.

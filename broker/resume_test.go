@@ -15,7 +15,7 @@ import (
 )
 
 func TestResume(t *testing.T) {
-	b := newBroker(t, broker.Options{History: 3})
+	b := newBroker(t, broker.Options{History: 2})
 	var ids []uint64
 	for i := range 5 {
 		topic := ""
@@ -24,7 +24,7 @@ func TestResume(t *testing.T) {
 		}
 		ids = append(ids, publish(t, b, broker.Message{Topic: topic, Data: fmt.Appendf(nil, "%d", i)}).ID)
 	}
-	// History holds events 2, 3, 4; everything up to event 1 has been evicted.
+	// Each topic keeps its newest two: broadcasts 2 and 4 (0 has left), odd 1 and 3.
 	for _, tc := range []struct {
 		name       string
 		last       string
@@ -35,8 +35,10 @@ func TestResume(t *testing.T) {
 		{"from the newest", broker.FormatID(ids[4]), nil, false, "[]"},
 		{"covered", broker.FormatID(ids[2]), []string{"odd"}, false, "[3 4]"},
 		{"covered, broadcasts only", broker.FormatID(ids[1]), nil, false, "[2 4]"},
-		{"evicted", broker.FormatID(ids[0]), nil, true, "[2 4]"},
-		{"before this broker started", "1000000000000000", []string{"odd"}, true, "[2 3 4]"},
+		{"from the evicted event itself", broker.FormatID(ids[0]), []string{"odd"}, false, "[1 2 3 4]"},
+		{"before an evicted broadcast", broker.FormatID(ids[0] - 1), nil, true, "[2 4]"},
+		{"before an evicted broadcast, with a topic", broker.FormatID(ids[0] - 1), []string{"odd"}, true, "[1 2 3 4]"},
+		{"before this broker started", "1000000000000000", []string{"odd"}, true, "[1 2 3 4]"},
 		{"not an id", "garbage", nil, true, "[2 4]"},
 		{"from the future", broker.FormatID(ids[4] + 1e9), nil, true, "[]"},
 	} {

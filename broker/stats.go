@@ -13,21 +13,30 @@ type Stats struct {
 	CutOff      uint64 // subscribers cut off for falling behind
 	Duplicates  uint64 // publishes answered from an idempotency key, not sent again
 	Gaps        uint64 // entries found lost in a cluster's log, each told to the open streams
+	Retained    int    // events in this node's history now
+	// RetainedBytes is what this node's history takes now, as Options.HistoryMemory
+	// counts it.
+	RetainedBytes int64
 }
 
 // Stats returns the broker's totals.
 func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	subscribers, retained, bytes := len(b.members), b.hist.held, b.hist.used
+	b.mu.Unlock()
 	return Stats{
-		Subscribers: b.Subscribers(),
-		Attached:    b.stats.attached.Load(),
-		Detached:    b.stats.detached.Load(),
-		Broadcasts:  b.stats.broadcasts.Load(),
-		Topical:     b.stats.topical.Load(),
-		Presence:    b.stats.presence.Load(),
-		Deliveries:  b.stats.deliveries.Load(),
-		Replayed:    b.stats.replayed.Load(),
-		CutOff:      b.stats.cutoff.Load(),
-		Duplicates:  b.stats.duplicates.Load(),
-		Gaps:        b.stats.gaps.Load(),
+		Subscribers:   subscribers,
+		Retained:      retained,
+		RetainedBytes: bytes,
+		Attached:      b.stats.attached.Load(),
+		Detached:      b.stats.detached.Load(),
+		Broadcasts:    b.stats.broadcasts.Load(),
+		Topical:       b.stats.topical.Load(),
+		Presence:      b.stats.presence.Load(),
+		Deliveries:    b.stats.deliveries.Load(),
+		Replayed:      b.stats.replayed.Load(),
+		CutOff:        b.stats.cutoff.Load(),
+		Duplicates:    b.stats.duplicates.Load(),
+		Gaps:          b.stats.gaps.Load(),
 	}
 }

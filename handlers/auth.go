@@ -106,6 +106,25 @@ func (a *authorizer) stream(r *http.Request, topics []string) (user string, expi
 	return tok.Subject, tok.Expires, nil
 }
 
+// history checks that r may read topic's history: as for a stream, and the publish
+// token may read every topic.
+func (a *authorizer) history(r *http.Request, topic string) error {
+	if raw := streamToken(r); a != nil && raw != "" && subtle.ConstantTimeCompare([]byte(raw), a.publishToken) == 1 {
+		return nil
+	}
+	_, err := a.stream(r, []string{topic})
+	return err
+}
+
+// publisherOf names who publishes with tok (nil: the static token), for the scope of
+// idempotency keys: the static token is one publisher, a JWT's subject another.
+func publisherOf(tok *auth.Token) string {
+	if tok == nil {
+		return ""
+	}
+	return "sub:" + tok.Subject
+}
+
 // streamToken finds a stream's token: the Authorization header first, then the query
 // parameter, then the cookie; the explicit sources win over the ambient one.
 func streamToken(r *http.Request) string {

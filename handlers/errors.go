@@ -37,6 +37,11 @@ func encodeJSON(w http.ResponseWriter, v any) {
 // writeBrokerError maps an error from the broker (or a cross-node broker) to a status
 // and a message that reveals nothing internal.
 func writeBrokerError(w http.ResponseWriter, err error, retry int) {
+	if errors.Is(err, broker.ErrKeyConflict) {
+		writeError(w, http.StatusUnprocessableEntity,
+			"the Idempotency-Key was used for a different event; give each event its own key")
+		return
+	}
 	msg := "the service is unavailable; retry later"
 	switch {
 	case errors.Is(err, broker.ErrFull):

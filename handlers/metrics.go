@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer, stats func() broker.Stats) (*metrics,
 		}, []string{"reason"}),
 	}
 	// Known label values start at zero, so rate() sees their first increment.
-	for _, code := range []int{200, 400, 401, 403, 413, 415, 503} {
+	for _, code := range []int{200, 400, 401, 403, 413, 415, 422, 503} {
 		m.publishes.WithLabelValues(strconv.Itoa(code))
 	}
 	for r := closeReason(0); r < numCloseReasons; r++ {
@@ -65,7 +65,7 @@ type statsCollector struct {
 	stats func() broker.Stats
 
 	subscribers, attached, detached, published, presence,
-	deliveries, replayed, cutOff, duplicates, gaps *prometheus.Desc
+	deliveries, replayed, cutOff, duplicates, gaps, retained, retainedBytes *prometheus.Desc
 }
 
 func newStatsCollector(stats func() broker.Stats) *statsCollector {
@@ -86,13 +86,16 @@ func newStatsCollector(stats func() broker.Stats) *statsCollector {
 		duplicates: d("crier_publish_duplicates_total", "Publishes answered from an Idempotency-Key and not sent again."),
 		gaps: d("crier_log_gaps_total",
 			"Entries of the cluster's log found lost before this node read them; each gap sends every open stream a missed event."),
+		retained: d("crier_history_events", "Events in this node's history."),
+		retainedBytes: d("crier_history_bytes",
+			"Bytes this node's history takes, as -history-memory counts them."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.subscribers, c.attached, c.detached, c.published,
-		c.presence, c.deliveries, c.replayed, c.cutOff, c.duplicates, c.gaps} {
+		c.presence, c.deliveries, c.replayed, c.cutOff, c.duplicates, c.gaps, c.retained, c.retainedBytes} {
 		ch <- d
 	}
 }
@@ -114,6 +117,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cutOff, s.CutOff)
 	counter(c.duplicates, s.Duplicates)
 	counter(c.gaps, s.Gaps)
+	ch <- prometheus.MustNewConstMetric(c.retained, prometheus.GaugeValue, float64(s.Retained))
+	ch <- prometheus.MustNewConstMetric(c.retainedBytes, prometheus.GaugeValue, float64(s.RetainedBytes))
 }
 
 // BusUp returns a gauge, crier_bus_up, that is 1 while ready returns nil and 0 otherwise.

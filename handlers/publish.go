@@ -59,7 +59,9 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	receipt, err := h.broker.Publish(r.Context(), m)
 	if err != nil {
-		h.log.Warn("publish failed", "err", err, "request_id", middleware.GetReqID(r.Context()))
+		if !errors.Is(err, broker.ErrKeyConflict) {
+			h.log.Warn("publish failed", "err", err, "request_id", middleware.GetReqID(r.Context()))
+		}
 		writeBrokerError(w, err, retrySeconds(h.retry))
 		return
 	}
@@ -95,6 +97,8 @@ func (h *publishHandler) read(w http.ResponseWriter, r *http.Request) (broker.Me
 	if err := publishTo(tok, m.Topic); err != nil {
 		return broker.Message{}, err
 	}
+	m.Publisher = publisherOf(tok)
+	m.Text = mediaType == "text/plain"
 	if keys, ok := r.Header["Idempotency-Key"]; ok {
 		if len(keys) != 1 {
 			return broker.Message{}, reject(http.StatusBadRequest, "give one Idempotency-Key")

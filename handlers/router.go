@@ -26,6 +26,7 @@ import (
 type Broker interface {
 	Subscribe(broker.Request) (*broker.Subscription, error)
 	Publish(context.Context, broker.Message) (broker.Receipt, error)
+	History(ctx context.Context, topic string, after uint64, limit int) (broker.Page, error)
 	// Ready returns nil while subscribing and publishing work.
 	Ready() error
 }
@@ -143,6 +144,7 @@ func New(o Options) (http.Handler, error) {
 	r.Get("/", page.index)
 	r.Get("/static/*", page.static)
 	r.Get("/events", ev.ServeHTTP)
+	r.Get("/history", (&historyHandler{broker: o.Broker, auth: az, retry: o.Retry}).ServeHTTP)
 	r.Post("/publish", readWithin(bodyTimeout, m.countPublishes(pub)).ServeHTTP)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -251,20 +251,45 @@ func testMissed(t *testing.T, nb New) {
 
 func testIdempotency(t *testing.T, nb New) {
 	b := nb(t, broker.Options{History: 2})
-	s := subscribe(t, b, broker.Request{})
-	r1 := publish(t, b, broker.Message{Data: []byte(`1`), Key: "k"})
-	r2 := publish(t, b, broker.Message{Data: []byte(`2`), Key: "k"})
+	s := subscribe(t, b, broker.Request{Topics: []string{"orders"}})
+	m := broker.Message{Topic: "orders", Name: "paid", Data: []byte(`1`), Key: "k", Publisher: "alice"}
+	r1 := publish(t, b, m)
+	r2 := publish(t, b, m)
 	if r1.Duplicate || !r2.Duplicate || r2.ID != r1.ID {
 		t.Fatalf("retry with the same key: got %+v then %+v, want the first id twice, the second a duplicate", r1, r2)
+	}
+	// The same key with another topic, name or data is refused; another publisher's key
+	// is its own.
+	for _, tc := range []struct {
+		name   string
+		change func(*broker.Message)
+	}{
+		{"topic", func(m *broker.Message) { m.Topic = "admin" }},
+		{"broadcast", func(m *broker.Message) { m.Topic = "" }},
+		{"name", func(m *broker.Message) { m.Name = "refunded" }},
+		{"data", func(m *broker.Message) { m.Data = []byte(`2`) }},
+		{"text", func(m *broker.Message) { m.Text = true }},
+	} {
+		other := m
+		tc.change(&other)
+		if r, err := b.Publish(context.Background(), other); !errors.Is(err, broker.ErrKeyConflict) {
+			t.Errorf("same key, different %s: got %+v, %v, want ErrKeyConflict", tc.name, r, err)
+		}
+	}
+	other := m
+	other.Publisher = "mallory"
+	if r := publish(t, b, other); r.Duplicate || r.ID == r1.ID {
+		t.Errorf("another publisher's key matched: %+v", r)
 	}
 	if ev := next(t, s); ev.ID != r1.ID {
 		t.Fatalf("got id %d, want %d", ev.ID, r1.ID)
 	}
+	next(t, s) // mallory's
 	quiet(t, s)
 	// Once the event is out of history, the key is forgotten.
-	publish(t, b, broker.Message{Data: []byte(`3`)})
-	publish(t, b, broker.Message{Data: []byte(`4`)})
-	r3 := publish(t, b, broker.Message{Data: []byte(`5`), Key: "k"})
+	publish(t, b, broker.Message{Topic: "orders", Data: []byte(`3`)})
+	publish(t, b, broker.Message{Topic: "orders", Data: []byte(`4`)})
+	r3 := publish(t, b, broker.Message{Topic: "orders", Data: []byte(`5`), Key: "k", Publisher: "alice"})
 	if r3.Duplicate || r3.ID == r1.ID {
 		t.Fatalf("key of an evicted event: got %+v, want a new event", r3)
 	}

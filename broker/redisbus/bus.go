@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,8 +185,12 @@ const opTimeout = 3 * time.Second
 func (bus *Bus) Publish(ctx context.Context, m broker.Message) (broker.Receipt, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	key := ""
+	if m.Key != "" {
+		key = m.Publisher + "\n" + m.Key
+	}
 	res, err := publishScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, max(bus.opts.History, 0),
-		m.Topic, m.Name, m.Data, m.Key).Slice()
+		m.Topic, m.Name, m.Data, key, textArg(m.Text)).Slice()
 	if err != nil {
 		return broker.Receipt{}, fmt.Errorf("redisbus: publish: %w", err)
 	}
@@ -197,11 +202,36 @@ func (bus *Bus) Publish(ctx context.Context, m broker.Message) (broker.Receipt, 
 		return broker.Receipt{}, fmt.Errorf("redisbus: publish: bad id %v", res[0])
 	}
 	dup, _ := res[1].(int64)
+	if dup == 2 {
+		return broker.Receipt{}, broker.ErrKeyConflict
+	}
 	return broker.Receipt{ID: id, Duplicate: dup == 1}, nil
 }
 
+func textArg(text bool) string {
+	if text {
+		return "1"
+	}
+	return ""
+}
+
+// History reads one topic's retained events; see broker.Bus.
+func (bus *Bus) History(ctx context.Context, topic string, after uint64, limit int) (broker.Page, error) {
+	rp, err := bus.Replay(ctx, after, []string{topic})
+	if err != nil {
+		return broker.Page{}, err
+	}
+	evs := []*broker.Event{}
+	for _, ev := range rp.Events {
+		if ev.Topic == topic && (limit <= 0 || len(evs) < limit) {
+			evs = append(evs, ev)
+		}
+	}
+	return broker.Page{Events: evs, Missed: after > 0 && after < rp.Floor}, nil
+}
+
 // Replay reads the retained events after an id; see broker.Bus.
-func (bus *Bus) Replay(ctx context.Context, after uint64) (broker.Replay, error) {
+func (bus *Bus) Replay(ctx context.Context, after uint64, topics []string) (broker.Replay, error) {
 	res, err := replayScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, broker.FormatID(after)).Slice()
 	if err != nil {
 		return broker.Replay{}, fmt.Errorf("redisbus: replay: %w", err)
@@ -222,7 +252,7 @@ func (bus *Bus) Replay(ctx context.Context, after uint64) (broker.Replay, error)
 		for i := 0; i+1 < len(fields); i += 2 {
 			vals[fmt.Sprint(fields[i])] = fields[i+1]
 		}
-		if ev := toEvent(fmt.Sprint(e[0]), vals); ev != nil {
+		if ev := toEvent(fmt.Sprint(e[0]), vals); ev != nil && (ev.Topic == "" || slices.Contains(topics, ev.Topic)) {
 			rp.Events = append(rp.Events, ev)
 		}
 	}
@@ -261,7 +291,7 @@ func toEvent(entry string, vals map[string]any) *broker.Event {
 	t := time.UnixMicro(int64(id))
 	switch str("k") {
 	case "p":
-		return &broker.Event{ID: id, Topic: str("t"), Name: str("e"), Data: []byte(str("d")), Key: str("i"), Time: t}
+		return &broker.Event{ID: id, Topic: str("t"), Name: str("e"), Data: []byte(str("d")), Text: str("x") == "1", Time: t}
 	case "j", "l":
 		name := broker.NameNewUser
 		if str("k") == "l" {

@@ -69,17 +69,28 @@ end
 `
 
 // publishScript appends a published event unless its idempotency key is retained.
-// ARGV: prefix, maxlen, history, topic, event, data, key. Returns {id, duplicate}.
+// ARGV: prefix, maxlen, history, topic, event, data, key (scoped to its publisher), text
+// ('1' or ''). Returns {id, 0} for a new event, {id, 1} for a retry of a retained one,
+// {id, 2} when the key's retained event differs.
 var publishScript = redis.NewScript(prelude + `
 local history = tonumber(ARGV[3])
 local key = ARGV[7]
 if key ~= '' and history > 0 then
   local s = redis.call('ZSCORE', P .. 'keys', key)
   if s and tonumber(s) > tonumber(redis.call('GET', P .. 'floor') or '0') then
-    return {fmt(tonumber(s)), 1}
+    local sid = fmt(tonumber(s))
+    local e = redis.call('XRANGE', P .. 'stream', sid .. '-0', sid .. '-0')
+    if #e == 1 then
+      local f = {}
+      for i = 1, #e[1][2] - 1, 2 do f[e[1][2][i]] = e[1][2][i + 1] end
+      if f.t ~= ARGV[4] or f.e ~= ARGV[5] or f.d ~= ARGV[6] or (f.x or '') ~= ARGV[8] then
+        return {sid, 2}
+      end
+    end
+    return {sid, 1}
   end
 end
-local sid = append({'k', 'p', 't', ARGV[4], 'e', ARGV[5], 'd', ARGV[6], 'i', key})
+local sid = append({'k', 'p', 't', ARGV[4], 'e', ARGV[5], 'd', ARGV[6], 'i', key, 'x', ARGV[8]})
 if history > 0 then
   redis.call('RPUSH', P .. 'ids', sid)
   if key ~= '' then redis.call('ZADD', P .. 'keys', sid, key) end
