@@ -112,7 +112,7 @@ func (a *authorizer) history(r *http.Request, topic string) error {
 	if raw := streamToken(r); a != nil && raw != "" && subtle.ConstantTimeCompare([]byte(raw), a.publishToken) == 1 {
 		return nil
 	}
-	_, err := a.stream(r, []string{topic})
+	_, _, err := a.stream(r, []string{topic})
 	return err
 }
 

@@ -70,7 +70,7 @@ end
 
 // publishScript appends a published event unless its idempotency key is retained.
 // ARGV: prefix, maxlen, history, topic, event, data, key (scoped to its publisher), text
-// ('1' or ''). Returns {id, 0} for a new event, {id, 1} for a retry of a retained one,
+// ("1" or empty). Returns {id, 0} for a new event, {id, 1} for a retry of a retained one,
 // {id, 2} when the key's retained event differs.
 var publishScript = redis.NewScript(prelude + `
 local history = tonumber(ARGV[3])
