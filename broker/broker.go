@@ -78,6 +78,9 @@ type Broker struct {
 	members map[*Subscription]struct{} // open subscriptions
 	closed  bool
 	begun   bool // without a Bus always; with one, once Begin has been called
+	// With a Bus: closed by the first Begin, which sets beganAt, the head it began at.
+	began   chan struct{}
+	beganAt uint64
 	// delivered is closed and replaced whenever a Bus delivers events, so that a
 	// publisher can wait for its own event.
 	delivered chan struct{}
@@ -122,6 +125,7 @@ func New(opts Options) *Broker {
 		// The bus's log numbers events; until it says where it starts, nothing here is
 		// history.
 		b.hist = newHistory(b.limits(), 0)
+		b.began = make(chan struct{})
 		return b
 	}
 	// Ids from before this start (an earlier run of the process) are not retained.

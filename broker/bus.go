@@ -61,14 +61,32 @@ const futureSlack = time.Minute
 const gateWait = 5 * time.Second
 
 // Begin tells the Broker where its Bus starts reading the log: every event after head
-// will be handed to Deliver, in order. Until Begin, a resume that this node cannot serve
-// from its own history starts with a "missed" event.
+// will be handed to Deliver, in order. A resume that this node cannot serve from its own
+// history waits for Begin (up to replayTimeout), then reads the Bus; without Begin it
+// starts with a "missed" event.
 func (b *Broker) Begin(head uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.begun = true
 	b.clock.last = max(b.clock.last, head)
 	b.hist = newHistory(b.limits(), b.clock.last)
+	if !b.begun {
+		b.begun, b.beganAt = true, b.clock.last
+		close(b.began)
+	}
+}
+
+// awaitBegin waits until the Bus has begun to read the log, or ctx is done, and returns
+// whether it has and the head it began at: the events after it reach every
+// subscription registered before through Deliver.
+func (b *Broker) awaitBegin(ctx context.Context) (uint64, bool) {
+	select {
+	case <-b.began:
+	case <-ctx.Done():
+		return 0, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.beganAt, true
 }
 
 // Deliver hands the Broker events its Bus read from the log, oldest first. Published
@@ -155,9 +173,16 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 		rp  Replay
 		err = ErrClosed
 	)
-	if ok && begun {
+	if ok {
 		ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
-		rp, err = b.opts.Bus.Replay(ctx, id, s.topics)
+		if !begun {
+			// Registered before the log was read from anywhere: live events start
+			// after the head the reader begins at.
+			seen, begun = b.awaitBegin(ctx)
+		}
+		if begun {
+			rp, err = b.opts.Bus.Replay(ctx, id, s.topics)
+		}
 		cancel()
 	}
 	// Events after seen reach s through its live queue.
