@@ -35,6 +35,11 @@ import (
 //go:embed templates static
 var assets embed.FS
 
+// clientJS is the browser client library, served as /crier.js.
+//
+//go:embed clients/js/crier.js
+var clientJS []byte
+
 func main() {
 	// One processor more than the machine offers: the hub's writers take one per core,
 	// and one is left for the network poller and the request handlers (hub.Options.Writers).
@@ -153,6 +158,7 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		Logger:        log,
 		Templates:     templates,
 		Static:        static,
+		Client:        clientJS,
 		CORSOrigins:   cfg.origins(),
 		Heartbeat:     cfg.Heartbeat,
 		Retry:         cfg.Retry,

@@ -2,9 +2,12 @@ package handlers
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -22,9 +25,11 @@ type page struct {
 	html   []byte
 	assets fs.FS
 	files  http.Handler
+	client []byte // the browser client library; nil: none
+	etag   string // of client: a hash of its bytes
 }
 
-func newPage(templates, static fs.FS) (*page, error) {
+func newPage(templates, static fs.FS, client []byte) (*page, error) {
 	if templates == nil || static == nil {
 		return nil, fmt.Errorf("handlers: templates and static files are required")
 	}
@@ -35,11 +40,28 @@ func newPage(templates, static fs.FS) (*page, error) {
 	if bytes.Contains(html, []byte("{{")) {
 		return nil, fmt.Errorf("handlers: %s holds a template action, but the page is served verbatim", indexTemplate)
 	}
+	sum := sha256.Sum256(client)
 	return &page{
 		html:   html,
 		assets: static,
 		files:  http.StripPrefix("/static/", http.FileServerFS(static)),
+		client: client,
+		etag:   `"` + hex.EncodeToString(sum[:12]) + `"`,
 	}, nil
+}
+
+// library serves the browser client. Browsers keep it and ask again each time with its
+// ETag, so an upgraded crier is picked up at once and an unchanged one costs a 304.
+func (p *page) library(w http.ResponseWriter, r *http.Request) {
+	if p.client == nil {
+		writeError(w, http.StatusNotFound, "no such file")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/javascript; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("ETag", p.etag)
+	http.ServeContent(w, r, "crier.js", time.Time{}, bytes.NewReader(p.client))
 }
 
 func (p *page) index(w http.ResponseWriter, r *http.Request) {

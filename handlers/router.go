@@ -38,6 +38,8 @@ type Options struct {
 	// Templates holds index.html; Static holds the page's assets served under /static/.
 	Templates fs.FS
 	Static    fs.FS
+	// Client is the browser client library, served as GET /crier.js; nil answers 404.
+	Client []byte
 	// CORSOrigins lists origins allowed to read streams and publish from a browser;
 	// nil or ["*"] allows any.
 	CORSOrigins []string
@@ -107,7 +109,7 @@ func New(o Options) (http.Handler, error) {
 	if len(o.PrivateTopics) > 0 && o.Tokens == nil {
 		return nil, fmt.Errorf("handlers: private topics without a token verifier")
 	}
-	page, err := newPage(o.Templates, o.Static)
+	page, err := newPage(o.Templates, o.Static, o.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +145,7 @@ func New(o Options) (http.Handler, error) {
 	})
 	r.Get("/", page.index)
 	r.Get("/static/*", page.static)
+	r.Get("/crier.js", page.library)
 	r.Get("/events", ev.ServeHTTP)
 	r.Get("/history", (&historyHandler{broker: o.Broker, auth: az, retry: o.Retry}).ServeHTTP)
 	r.Post("/publish", readWithin(bodyTimeout, m.countPublishes(pub)).ServeHTTP)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what crier's tests need, from Debian's packages, when it is missing:
-# redis-server, nginx, Chromium, openssl and a Docker engine (plus the stand-in golang base image,
-# since no container registry is reachable here). Safe to run again: it skips what is there.
+# redis-server, nginx, Chromium, openssl, Node.js (the browser client's unit tests) and a
+# Docker engine (plus the stand-in golang base image, since no container registry is
+# reachable here). Safe to run again: it skips what is there.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v openssl >/dev/null || need+=(openssl)
+command -v node >/dev/null || need+=(nodejs)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]} and not root; install them first" >&2

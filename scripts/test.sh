@@ -16,6 +16,9 @@ fi
 go vet ./...
 go test -race -count=1 -timeout 30m ./...
 
+# The browser client's logic that needs no browser, with Node's built-in test runner.
+node --test clients/js/test/*.test.js
+
 # A few seconds of fuzzing each for hostile input (the long runs are in the README). The
 # budget is a count, not a duration: with a duration, Go's fuzzing coordinator (before
 # Go 1.27, golang/go#75804) can fail a target with "context deadline exceeded" when the
