@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,8 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	req := broker.Request{Topics: topics, User: user}
+	// tagged=1 names each event's topic on the wire, for clients that share one stream.
+	tagged, _ := strconv.ParseBool(q.Get("tagged"))
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		req.Resume, req.LastEventID = true, id
 	} else if ids, ok := q["lastEventId"]; ok && len(ids) > 0 {
@@ -83,14 +86,14 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	if h.hub != nil && h.hub.Adopt(w, r, hub.Stream{Sub: sub, Opening: h.stream.opening, Heartbeat: h.stream.heartbeat,
-		WriteTimeout: h.stream.writeTimeout, Expires: expires, Done: func(err error) { finish(reasonFor(err)) }}) {
+		WriteTimeout: h.stream.writeTimeout, Expires: expires, Tagged: tagged, Done: func(err error) { finish(reasonFor(err)) }}) {
 		handedOver = true
 		return
 	}
 	defer sub.Close()
 	r, release := untilExpiry(r, expires)
 	defer release()
-	why := h.stream.serve(w, r, sub)
+	why := h.stream.serve(w, r, sub, tagged)
 	if context.Cause(r.Context()) == errTokenExpired {
 		why = closedTokenExpired
 	}

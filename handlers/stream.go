@@ -20,7 +20,7 @@ type streamer struct {
 
 // serve streams until the client leaves, the subscription ends or a write fails, and
 // returns why, for the log.
-func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription) closeReason {
+func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription, tagged bool) closeReason {
 	sse.SetHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
@@ -47,7 +47,7 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 			var err error
 			batch, err = sub.Take(batch[:0])
 			if len(batch) > 0 {
-				werr := st.writeBatch(w, rc, batch)
+				werr := st.writeBatch(w, rc, batch, tagged)
 				clear(batch)
 				if werr != nil {
 					return reasonFor(werr)
@@ -62,10 +62,16 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 }
 
 // writeBatch writes every event of batch and flushes once.
-func (st *streamer) writeBatch(w http.ResponseWriter, rc *http.ResponseController, batch []*broker.Event) error {
+func (st *streamer) writeBatch(w http.ResponseWriter, rc *http.ResponseController, batch []*broker.Event, tagged bool) error {
 	st.deadline(rc)
+	var line []byte // a tagged event's bytes, when they are not the shared ones
 	for _, ev := range batch {
-		if _, err := w.Write(ev.Wire()); err != nil {
+		b := ev.Wire()
+		if tagged && ev.Topic != "" {
+			line = sse.AppendEvent(line[:0], ev, true)
+			b = line
+		}
+		if _, err := w.Write(b); err != nil {
 			return errWrite
 		}
 	}

@@ -239,3 +239,41 @@ func TestReloadResumes(t *testing.T) {
 	}
 	a.assertClean(t)
 }
+
+// TestRetryAfterIsHonoured: crier at -max-subscribers answers 503 with Retry-After: 2 (its
+// -retry). The client retries no sooner than that, shows why it waits, and goes live once
+// the slot is free.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Start(t, []string{"-publish-token", token, "-retry", "2s", "-max-subscribers", "1"})
+	held, err := http.Get(srv.URL + "/events")
+	if err != nil || held.StatusCode != http.StatusOK {
+		t.Fatalf("the stream that takes the only slot: %v", err)
+	}
+	defer held.Body.Close()
+	probe, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Body.Close()
+	if probe.StatusCode != http.StatusServiceUnavailable || probe.Header.Get("Retry-After") != "2" {
+		t.Fatalf("a second stream: %d, Retry-After %q; want 503 and 2", probe.StatusCode, probe.Header.Get("Retry-After"))
+	}
+
+	browser := newBrowser(t)
+	// Without a SharedWorker the stream is fetched by the page, where the test sees it.
+	a := openTabWith(t, browser, "tab", srv.URL+"/", withoutSharedWorker)
+	a.allow("503", "/events")
+	a.waitFor(t, "three refused attempts", `window.streamRequests.length >= 3 && state() === "reconnecting" && /503/.test($("state-detail").textContent)`)
+	held.Body.Close()
+	a.waitFor(t, "the stream once the slot is free", `state() === "live"`)
+
+	gaps := eval[[]float64](t, a, `window.streamRequests.slice(1).map((at, i) => at - window.streamRequests[i])`)
+	for i, g := range gaps {
+		if g < 2000 {
+			t.Errorf("attempt %d came %.0f ms after a 503 with Retry-After: 2", i+2, g)
+		}
+	}
+	t.Logf("waits after each 503: %.0f ms", gaps)
+	a.assertClean(t)
+}

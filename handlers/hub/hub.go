@@ -53,6 +53,8 @@ type Stream struct {
 	WriteTimeout time.Duration
 	// Expires, when not zero, ends the stream with ErrExpired once it has passed.
 	Expires time.Time
+	// Tagged names each event's topic on the wire (see sse.AppendEvent).
+	Tagged bool
 	// Done is called once, when the stream has ended and its connection is closed, with
 	// why. It is called from a hub goroutine (from Adopt when the head cannot be written)
 	// and must not block.

@@ -253,7 +253,7 @@ func (sh *shard) serve(s *hstream) {
 	for {
 		batch, err := s.Sub.Take(sh.batch[:0])
 		if len(batch) > 0 {
-			sh.buf = appendChunk(sh.buf[:0], batch)
+			sh.buf = appendChunk(sh.buf[:0], batch, s.Tagged)
 			clear(batch)
 			sh.batch = batch[:0]
 			if !sh.send(s, sh.buf) {
@@ -388,10 +388,10 @@ func (sh *shard) endAll() {
 }
 
 // appendChunk appends the events' wire bytes to b as one HTTP/1.1 chunk.
-func appendChunk(b []byte, evs []*broker.Event) []byte {
+func appendChunk(b []byte, evs []*broker.Event, tagged bool) []byte {
 	n := 0
 	for _, ev := range evs {
-		n += len(ev.Wire())
+		n += sse.EventLen(ev, tagged)
 	}
 	if n == 0 {
 		return b // an empty chunk would end the response
@@ -399,7 +399,7 @@ func appendChunk(b []byte, evs []*broker.Event) []byte {
 	b = strconv.AppendUint(b, uint64(n), 16)
 	b = append(b, "\r\n"...)
 	for _, ev := range evs {
-		b = append(b, ev.Wire()...)
+		b = sse.AppendEvent(b, ev, tagged)
 	}
 	return append(b, "\r\n"...)
 }

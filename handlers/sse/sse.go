@@ -68,6 +68,41 @@ func countBreaks(data []byte) int {
 	return n
 }
 
+// AppendEvent appends ev's encoded bytes to b. On a tagged stream an event published to a
+// topic is preceded by a "topic:" line naming it: a client that shares one stream among
+// several consumers (crier.js, for the tabs of a browser) routes each event by it.
+// EventSource ignores a field it does not know, so the line changes nothing for it. The
+// encoded bytes stay shared; only the line is written per stream.
+func AppendEvent(b []byte, ev *broker.Event, tagged bool) []byte {
+	if tagged && ev.Topic != "" {
+		b = append(b, "topic: "...)
+		for i := 0; i < len(ev.Topic); i++ {
+			if c := ev.Topic[i]; !lineBreak(c) {
+				b = append(b, c)
+			}
+		}
+		b = append(b, '\n')
+	}
+	return append(b, ev.Wire()...)
+}
+
+// EventLen is the length of what AppendEvent appends.
+func EventLen(ev *broker.Event, tagged bool) int {
+	n := len(ev.Wire())
+	if tagged && ev.Topic != "" {
+		n += len("topic: \n")
+		for i := 0; i < len(ev.Topic); i++ {
+			if !lineBreak(ev.Topic[i]) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// lineBreak reports whether c would end a field: no name or topic may carry one.
+func lineBreak(c byte) bool { return c == '\r' || c == '\n' || c == 0 }
+
 // Retry is a stream's opening: the reconnection delay in milliseconds.
 func Retry(ms int64) []byte {
 	b := append([]byte("retry: "), strconv.FormatInt(ms, 10)...)

@@ -2,6 +2,7 @@ package sse_test
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -73,4 +74,52 @@ func FuzzEncode(f *testing.F) {
 			t.Fatalf("a comment was forged in %q", wire)
 		}
 	})
+}
+
+// published runs msg through a broker that encodes with Encode and returns the event a
+// subscriber gets: only the broker gives an event its wire bytes.
+func published(t *testing.T, msg broker.Message) *broker.Event {
+	t.Helper()
+	b := broker.New(broker.Options{Encode: sse.Encode})
+	defer b.Close()
+	sub, err := b.Subscribe(broker.Request{Topics: []string{msg.Topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := b.Publish(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	<-sub.Ready()
+	evs, _ := sub.Take(nil)
+	if len(evs) != 1 {
+		t.Fatalf("got %d events, want 1", len(evs))
+	}
+	return evs[0]
+}
+
+func TestAppendEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		topic  string
+		tagged bool
+		line   string // what precedes the encoded event
+	}{
+		{"untagged", "a", false, ""},
+		{"tagged", "orders/eu", true, "topic: orders/eu\n"},
+		{"tagged broadcast", "", true, ""},
+		{"line breaks dropped from the topic", "a\r\nid: 9\x00", true, "topic: aid: 9\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := published(t, broker.Message{Topic: tc.topic, Data: []byte("x")})
+			want := tc.line + string(sse.Encode(ev))
+			got := sse.AppendEvent([]byte("<"), ev, tc.tagged)
+			if string(got) != "<"+want {
+				t.Errorf("AppendEvent:\ngot  %q\nwant %q", got[1:], want)
+			}
+			if n := sse.EventLen(ev, tc.tagged); n != len(want) {
+				t.Errorf("EventLen = %d, want %d", n, len(want))
+			}
+		})
+	}
 }
