@@ -2,6 +2,7 @@ package browser_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -99,14 +100,23 @@ func exactlyOnce(t *testing.T, tb *tab, count int) {
 	}
 }
 
+// openTabs opens n tabs of rawURL one after the other, each live before the next opens.
+func openTabs(t *testing.T, browser context.Context, n int, rawURL, init string) []*tab {
+	t.Helper()
+	var tabs []*tab
+	for i := range n {
+		tb := openTabWith(t, browser, fmt.Sprintf("tab %d", i+1), rawURL, init)
+		tb.waitFor(t, "the page to be live", `state() === "live"`)
+		tabs = append(tabs, tb)
+	}
+	return tabs
+}
+
 func TestTabsShareOneStream(t *testing.T) {
 	t.Parallel()
 	srv := startCrier(t)
 	browser := newBrowser(t)
-	var tabs []*tab
-	for i := range 8 {
-		tabs = append(tabs, openTab(t, browser, fmt.Sprintf("tab %d", i+1), srv.URL+"/?topic=t"))
-	}
+	tabs := openTabs(t, browser, 8, srv.URL+"/?topic=t", "")
 	for _, tb := range tabs {
 		tb.waitFor(t, "the stream shared by 8 tabs", `tabs() === "8" && sharing() === "worker" && /8 tabs/.test($("tabs").textContent)`)
 	}
@@ -170,12 +180,7 @@ func TestLeaderTakesOver(t *testing.T) {
 	t.Parallel()
 	srv := startCrier(t)
 	browser := newBrowser(t)
-	var tabs []*tab
-	for i := range 3 {
-		tb := openTabWith(t, browser, fmt.Sprintf("tab %d", i+1), srv.URL+"/?topic=t", withoutSharedWorker)
-		tb.waitFor(t, "the page to be live", `state() === "live"`)
-		tabs = append(tabs, tb)
-	}
+	tabs := openTabs(t, browser, 3, srv.URL+"/?topic=t", withoutSharedWorker)
 	for _, tb := range tabs {
 		tb.waitFor(t, "three tabs on one stream", `tabs() === "3"`)
 	}
