@@ -39,6 +39,7 @@ type config struct {
 	LogFormat       string
 	LogLevel        string
 	PrivateTopics   string // comma-separated patterns
+	PresenceTopics  string // comma-separated patterns
 	JWTKey          string // HMAC secret
 	JWTPublicKey    string // path of a PEM public key
 	TLSCert         string
@@ -51,6 +52,7 @@ type config struct {
 
 	tokenGenerated bool           // PublishToken was made up at start-up
 	private        auth.Patterns  // PrivateTopics, parsed
+	rooms          auth.Patterns  // PresenceTopics, parsed
 	tokens         *auth.Verifier // built from JWTKey and JWTPublicKey; nil without either
 }
 
@@ -74,6 +76,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.IntVar(&c.Buffer, "buffer", 256, "events queued per subscriber before it counts as slow and is cut off")
 	fs.IntVar(&c.MaxSubscribers, "max-subscribers", 0, "open streams allowed at once (0: unlimited)")
 	fs.BoolVar(&c.Presence, "presence", true, "broadcast new_user/user_left events (false: none, for very large audiences)")
+	fs.StringVar(&c.PresenceTopics, "presence-topics", "", "comma-separated topic `patterns` that are rooms: their streams get join/leave when a user's first stream in the room opens and its last ends, and GET /presence?topic= lists the members ('*' matches any run of characters; empty: no rooms)")
 	c.MaxBody = 1 << 20
 	fs.Var(&c.MaxBody, "max-body", "largest publish body accepted, in bytes with an optional KiB/MiB suffix")
 	fs.StringVar(&c.PublishToken, "publish-token", "", "bearer `token` required by POST /publish (empty: a random one, logged once at start-up)")
@@ -191,12 +194,15 @@ func (c *config) validate() error {
 	return c.validateAuth(bad)
 }
 
-// validateAuth parses -private-topics and builds the token verifier. The secret is never
+// validateAuth parses -private-topics and -presence-topics and builds the token verifier. The secret is never
 // echoed in an error.
 func (c *config) validateAuth(bad func(string, any, string) error) error {
 	var err error
 	if c.private, err = auth.ParsePatterns(c.PrivateTopics); err != nil {
 		return bad("private-topics", c.PrivateTopics, err.Error())
+	}
+	if c.rooms, err = auth.ParsePatterns(c.PresenceTopics); err != nil {
+		return bad("presence-topics", c.PresenceTopics, err.Error())
 	}
 	var keys auth.Keys
 	if c.JWTKey != "" {
@@ -335,7 +341,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `crier: a Server-Sent Events notification service.
 
 Usage:
-  crier [flags]              serve the page, /events, /publish, /healthz, /readyz, /metrics
+  crier [flags]              serve the page, /events, /publish, /presence, /healthz, /readyz, /metrics
   crier [flags] healthcheck  request /healthz on -addr; exit 0 on 200, 1 otherwise
   crier token [token flags]  print a token signed with -jwt-key (crier token -h for its flags)
 

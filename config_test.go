@@ -41,6 +41,9 @@ func TestConfigDefaultsEnvAndFlags(t *testing.T) {
 		{"history 0", []string{"-history=0"}, nil, func(c *config) bool { return c.History == 0 }},
 		{"history bounds", []string{"-history-ttl", "1h"}, map[string]string{"CRIER_HISTORY_MEMORY": "512KiB", "CRIER_HISTORY_TTL": "1m"},
 			func(c *config) bool { return c.HistoryTTL == time.Hour && c.HistoryMemory == 512<<10 }},
+		{"rooms", nil, map[string]string{"CRIER_PRESENCE_TOPICS": "room/*, lobby"}, func(c *config) bool {
+			return c.rooms.String() == "room/*,lobby" && c.rooms.Match("room/1") && !c.rooms.Match("news")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, rest, err := parseConfig(tc.args, env(tc.env), &bytes.Buffer{})
@@ -86,6 +89,7 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 		{"webhook secret without url", nil, map[string]string{"CRIER_WEBHOOK_SECRET": "s3cret"}, "-webhook-url", ""},
 		{"webhook url not http", []string{"-webhook-url", "ftp://backend/hook", "-webhook-secret", "s3cret"}, nil, "-webhook-url", "ftp://backend/hook"},
 		{"webhook url not absolute", nil, map[string]string{"CRIER_WEBHOOK_URL": "backend/hook", "CRIER_WEBHOOK_SECRET": "s3cret"}, "-webhook-url", "backend/hook"},
+		{"control character in a room pattern", []string{"-presence-topics", "room/\x01"}, nil, "-presence-topics", "room/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -118,7 +122,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-history-ttl", "-history-memory", "CRIER_HISTORY_MEMORY", "-buffer",
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
 		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck",
-		"-private-topics", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",
+		"-private-topics", "-presence-topics", "CRIER_PRESENCE_TOPICS", "/presence", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",
 		"-webhook-url", "-webhook-secret", "CRIER_WEBHOOK_URL", "CRIER_WEBHOOK_SECRET", "X-Crier-Signature"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("-h output lacks %s", want)

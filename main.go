@@ -110,6 +110,9 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 		Presence:       cfg.Presence,
 		Encode:         sse.Encode,
 	}
+	if len(cfg.rooms) > 0 {
+		bopts.Rooms = cfg.rooms.Match
+	}
 	var bus *redisbus.Bus
 	if cfg.RedisURL != "" {
 		var err error
@@ -213,7 +216,8 @@ func serve(ctx context.Context, cfg *config, tlsConf *tls.Config, log *slog.Logg
 			"hmac_key", cfg.JWTKey != "", "public_key", cfg.JWTPublicKey)
 	}
 	log.Info("crier listening", "addr", ln.Addr().String(), "protocols", srv.Protocols.String(), "presence", cfg.Presence,
-		"history", cfg.History, "buffer", cfg.Buffer, "max_subscribers", cfg.MaxSubscribers)
+		"history", cfg.History, "buffer", cfg.Buffer, "max_subscribers", cfg.MaxSubscribers,
+		"presence_topics", cfg.rooms.String())
 
 	select {
 	case err := <-served:

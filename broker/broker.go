@@ -42,6 +42,9 @@ type Options struct {
 	// numbered by the bus's shared log, which hands them back through Deliver, and
 	// presence counts the whole cluster. Nil keeps everything in this process.
 	Bus Bus
+	// Rooms reports whether a topic is a room, whose followers are told which users come
+	// and go (join and leave, see rooms.go). Nil: no topic is a room.
+	Rooms func(topic string) bool
 	// Observe, when set, is told of every connect, disconnect, join and leave of this
 	// node's streams, in order. It must not block: it may be called with the broker's lock held.
 	Observe func(Activity)
@@ -76,6 +79,7 @@ type Broker struct {
 	clock   clock
 	hist    *history
 	members map[*Subscription]struct{} // open subscriptions
+	rooms   map[string]map[string]int  // room -> user -> the user's streams in it on this node
 	closed  bool
 	begun   bool // without a Bus always; with one, once Begin has been called
 	// With a Bus: closed by the first Begin, which sets beganAt, the head it began at.
@@ -112,6 +116,7 @@ func New(opts Options) *Broker {
 		encode:  opts.Encode,
 		clock:   clock{now: opts.Now},
 		members: make(map[*Subscription]struct{}),
+		rooms:   make(map[string]map[string]int),
 		kick:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -299,6 +304,7 @@ func (b *Broker) registerLocked(s *Subscription) {
 			b.announceLocked(NameNewUser, s)
 		}
 	}
+	b.enterRoomsLocked(s)
 }
 
 // coversLocked reports whether this node's own history holds every event of topics (and
@@ -378,6 +384,7 @@ func (b *Broker) removeLocked(s *Subscription) {
 	delete(b.members, s)
 	b.enqueueLocked(step{leave: s})
 	b.stats.detached.Add(1)
+	b.exitRoomsLocked(s)
 	b.observeLocked(ActivityDisconnect, s, "")
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
@@ -416,10 +423,12 @@ func (b *Broker) Close() {
 		b.signalRoomLocked()
 		for s := range b.members {
 			s.end(ErrClosed)
+			b.observeRoomsLeftLocked(s)
 			// No presence event, but an observer (a backend) still needs to hear it.
 			b.observeLocked(ActivityDisconnect, s, "")
 		}
 		clear(b.members)
+		clear(b.rooms)
 		b.outbox = nil
 	}
 	b.mu.Unlock()

@@ -30,6 +30,8 @@ type Bus interface {
 	Replay(ctx context.Context, after uint64, topics []string) (Replay, error)
 	// History serves Broker.History from the cluster's history.
 	History(ctx context.Context, topic string, after uint64, limit int) (Page, error)
+	// RoomBus keeps the rooms across the cluster.
+	RoomBus
 	// Ready returns nil while the log can be reached.
 	Ready() error
 }
@@ -101,7 +103,7 @@ func (b *Broker) Deliver(evs ...*Event) {
 		if ev.Name == "" {
 			ev.Name = NameMessage
 		}
-		ev.retained = ev.Name != NameNewUser && ev.Name != NameUserLeft
+		ev.retained = !announcement(ev.Name)
 		ev.wire = b.encode(ev)
 	}
 	b.mu.Lock()
@@ -153,10 +155,15 @@ func (b *Broker) Lost(next uint64) {
 }
 
 // SubscriberIDs returns the ids of the open subscriptions, for a Bus that must tell the
-// cluster again who is here (after Redis lost its state, say).
+// cluster again who is here (after Redis lost its state, say). With presence off it
+// returns none: the Bus was never told of them, and must not announce them as gone
+// when this node dies.
 func (b *Broker) SubscriberIDs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.opts.Presence {
+		return nil
+	}
 	ids := make([]string, 0, len(b.members))
 	for s := range b.members {
 		ids = append(ids, s.id)

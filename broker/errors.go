@@ -10,4 +10,5 @@ var (
 	ErrEnded  = errors.New("broker: subscription closed")    // Close was called on the subscription
 	// ErrKeyConflict: an idempotency key was used again for a different event.
 	ErrKeyConflict = errors.New("broker: idempotency key reused for a different event")
+	ErrNotRoom     = errors.New("broker: not a room") // Room was asked about a topic that is not one
 )

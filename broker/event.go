@@ -12,12 +12,24 @@ const (
 	NameNewUser  = "new_user"  // a subscriber attached
 	NameUserLeft = "user_left" // a subscriber detached
 	NameMissed   = "missed"    // a resumed stream could not be replayed completely
+	NameJoin     = "join"      // a user's first stream entered a room
+	NameLeave    = "leave"     // a user's last stream left a room
 )
 
 // Reserved reports whether name is one the broker emits itself.
 func Reserved(name string) bool {
 	switch name {
-	case NameNewUser, NameUserLeft, NameMissed:
+	case NameNewUser, NameUserLeft, NameMissed, NameJoin, NameLeave:
+		return true
+	}
+	return false
+}
+
+// announcement reports whether name is that of a presence event (global or of a room):
+// those tell who is here now, so they are not retained for resume.
+func announcement(name string) bool {
+	switch name {
+	case NameNewUser, NameUserLeft, NameJoin, NameLeave:
 		return true
 	}
 	return false

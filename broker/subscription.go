@@ -10,7 +10,8 @@ import (
 type Subscription struct {
 	b       *Broker
 	id      string
-	user    string // Request.User
+	user    string   // Request.User
+	rooms   []string // the rooms it is in; the broker's, under its lock
 	topics  []string
 	limit   int
 	started time.Time

@@ -45,6 +45,11 @@ func unauthorized(msg string) error {
 	return &authError{http.StatusUnauthorized, msg, realm}
 }
 
+func needToken(topic string) error {
+	return unauthorized("the topic " + strconv.Quote(topic) + " is private: give a token (Authorization: Bearer, the " +
+		tokenCookie + " cookie or the " + tokenParam + " parameter)")
+}
+
 func invalidToken(err error) error {
 	msg := "the token is not valid"
 	if errors.Is(err, auth.ErrExpired) {
@@ -90,9 +95,7 @@ func (a *authorizer) stream(r *http.Request, topics []string) (user string, expi
 		return user, time.Time{}, nil
 	}
 	if raw == "" {
-		return "", time.Time{}, unauthorized("the topic " + strconv.Quote(private[0]) +
-			" is private: give a token (Authorization: Bearer, the " + tokenCookie +
-			" cookie or the " + tokenParam + " parameter)")
+		return "", time.Time{}, needToken(private[0])
 	}
 	tok, err := a.tokens.Verify(raw)
 	if err != nil {
@@ -106,9 +109,9 @@ func (a *authorizer) stream(r *http.Request, topics []string) (user string, expi
 	return tok.Subject, tok.Expires, nil
 }
 
-// history checks that r may read topic's history: as for a stream, and the publish
-// token may read every topic.
-func (a *authorizer) history(r *http.Request, topic string) error {
+// read checks that r may read what topic holds (its history, who is in it) without
+// following it: as for a stream, and the publish token may read every topic.
+func (a *authorizer) read(r *http.Request, topic string) error {
 	if raw := streamToken(r); a != nil && raw != "" && subtle.ConstantTimeCompare([]byte(raw), a.publishToken) == 1 {
 		return nil
 	}

@@ -45,7 +45,7 @@ func (h *historyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var refused *authError
-	if errors.As(h.auth.history(r, topic), &refused) {
+	if errors.As(h.auth.read(r, topic), &refused) {
 		writeAuthError(w, refused)
 		return
 	}

@@ -29,6 +29,8 @@ type Broker interface {
 	History(ctx context.Context, topic string, after uint64, limit int) (broker.Page, error)
 	// Ready returns nil while subscribing and publishing work.
 	Ready() error
+	// Room returns who is in a room; broker.ErrNotRoom for a topic that is not one.
+	Room(ctx context.Context, topic string, limit int) (broker.Room, error)
 }
 
 // Options configure the handler. Zero fields take the defaults noted.
@@ -148,6 +150,7 @@ func New(o Options) (http.Handler, error) {
 	r.Get("/crier.js", page.library)
 	r.Get("/events", ev.ServeHTTP)
 	r.Get("/history", (&historyHandler{broker: o.Broker, auth: az, retry: o.Retry}).ServeHTTP)
+	r.Get("/presence", (&presenceHandler{broker: o.Broker, auth: az, retry: o.Retry}).ServeHTTP)
 	r.Post("/publish", readWithin(bodyTimeout, m.countPublishes(pub)).ServeHTTP)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -81,7 +81,8 @@ type options struct {
 	drain      time.Duration
 	timeout    time.Duration
 
-	sequential, batch int // presence
+	sequential, batch int    // presence
+	presenceEvent     string // presence
 
 	arrive time.Duration // herd
 
@@ -129,11 +130,12 @@ var scenarios = []scenario{
 		},
 		func(r *runner, ctx context.Context) (result, error) { return r.load(ctx, "publish-latency") }},
 	{"presence", "attach -sequential streams one after another, then -streams streams -batch at a time (server: presence on);\n" +
-		"time until every stream has seen every new_user it should",
+		"time until every stream has seen every new_user (or -event join: every join in a room) it should",
 		func(fs *flag.FlagSet, o *options) {
 			fs.IntVar(&o.sequential, "sequential", 1000, "streams attached one after another (0: skip)")
 			fs.IntVar(&o.streams, "streams", 5000, "streams attached in batches (0: skip)")
 			fs.IntVar(&o.batch, "batch", 50, "streams attached at once in the batched storm")
+			fs.StringVar(&o.presenceEvent, "event", "new_user", "the presence event counted: new_user, or join for a room storm\n(-topic a room; crier with -presence-topics matching it, and -presence=false to count rooms alone)")
 			fs.DurationVar(&o.settle, "settle", 2*time.Second, "pause between the two storms")
 			fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit for each storm")
 		},

@@ -28,7 +28,9 @@ type phase struct {
 	pubEnd    atomic.Int64 // and when the publishers stopped
 	lastRecv  atomic.Int64 // Unix nanoseconds of the latest load event received
 
-	// Presence counting: presenceDone is closed when presenceWant new_user events arrived.
+	// Presence counting: presenceDone is closed when presenceWant presenceName events
+	// (new_user, or a room's join) arrived.
+	presenceName string
 	presence     atomic.Int64
 	presenceWant int64
 	presenceDone chan struct{}
@@ -48,7 +50,7 @@ type phase struct {
 var phaseGen atomic.Int64
 
 func newPhase() *phase {
-	return &phase{gen: phaseGen.Add(1), presenceDone: make(chan struct{})}
+	return &phase{gen: phaseGen.Add(1), presenceName: "new_user", presenceDone: make(chan struct{})}
 }
 
 // pubError keeps the first publish error for the log.

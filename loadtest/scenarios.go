@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -158,7 +159,8 @@ func (r *runner) cpuNote(m *cpuMeter) {
 }
 
 // presence attaches streams one after another, then in batches, and measures how long
-// it takes until every stream has seen the new_user event of every attach after its own.
+// it takes until every stream has seen the new_user event (or, with -event join and a
+// room as -topic, the join) of every attach after its own.
 func (r *runner) presence(ctx context.Context) (result, error) {
 	res := result{Scenario: "presence", ServerCPU: -1}
 	if n := r.o.sequential; n > 0 {
@@ -201,9 +203,11 @@ func (r *runner) attachStorm(ctx context.Context, n, batch int, res *result) (se
 	ph := newPhase()
 	want = int64(n) * int64(n+1) / 2
 	ph.presenceWant = want
+	name := cmp.Or(r.o.presenceEvent, "new_user")
+	ph.presenceName = name
 	p.phase.Store(ph)
 	batch = max(batch, 1)
-	r.logf("attaching %d streams, %d at a time; expecting %d new_user deliveries", n, batch, want)
+	r.logf("attaching %d streams, %d at a time; expecting %d %s deliveries", n, batch, want, name)
 	ctx, cancel := context.WithTimeout(ctx, r.o.timeout)
 	defer cancel()
 	cpu := startCPU(r.pid)
@@ -239,12 +243,12 @@ wait:
 	got = ph.presence.Load()
 	if got < want {
 		if got == 0 {
-			return 0, got, want, fmt.Errorf("no new_user event arrived: is the server running with -presence=false?")
+			return 0, got, want, fmt.Errorf("no %s event arrived: is the server running with -presence=false (new_user) or without -presence-topics (join)?", name)
 		}
-		return 0, got, want, fmt.Errorf("%d of %d new_user deliveries (gave up after -timeout %s or 10s without one)", got, want, r.o.timeout)
+		return 0, got, want, fmt.Errorf("%d of %d %s deliveries (gave up after -timeout %s or 10s without one)", got, want, name, r.o.timeout)
 	}
 	secs = time.Duration(ph.presenceAt.Load() - t0.UnixNano()).Seconds()
-	r.logf("all %d attached in %.3fs; every new_user seen after %.3fs (%.0f deliveries/s)",
-		n, attached.Seconds(), secs, float64(want)/secs)
+	r.logf("all %d attached in %.3fs; every %s seen after %.3fs (%.0f deliveries/s)",
+		n, attached.Seconds(), name, secs, float64(want)/secs)
 	return secs, got, want, nil
 }

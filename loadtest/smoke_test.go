@@ -10,6 +10,25 @@ import (
 	"github.com/crierhq/crier/internal/testenv"
 )
 
+// runOn starts a real crier with crierArgs and runs the tool against it with args; it
+// returns the tool's exit code, its result (the last line of stdout), that line and
+// what the tool wrote to stderr, which it also logs.
+func runOn(t *testing.T, crierArgs []string, args ...string) (int, result, string, string) {
+	t.Helper()
+	srv := testenv.Start(t, append([]string{"-publish-token", "tool-token"}, crierArgs...))
+	var stdout, stderr bytes.Buffer
+	code := run(append(append(args[:1:1], "-target", srv.URL, "-token", "tool-token",
+		"-pid", strconv.Itoa(srv.Cmd.Process.Pid)), args[1:]...), &stdout, &stderr)
+	t.Logf("loadtest stderr:\n%s", stderr.String())
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	var res result
+	if err := json.Unmarshal([]byte(last), &res); err != nil {
+		t.Fatalf("last line %q is not JSON: %v", last, err)
+	}
+	return code, res, last, stderr.String()
+}
+
 // TestSmoke runs the smoke scenario against a real crier and checks that the tool
 // worked: streams opened, events arrived, nothing was lost, and the last line parses.
 // It asserts no timing: benchmarks are not tests.
@@ -17,18 +36,9 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real server")
 	}
-	srv := testenv.Start(t, []string{"-publish-token", "smoke-token", "-heartbeat", "1s"})
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"smoke", "-target", srv.URL, "-token", "smoke-token",
-		"-pid", strconv.Itoa(srv.Cmd.Process.Pid), "-streams", "200", "-duration", "2s"}, &stdout, &stderr)
-	t.Logf("loadtest stderr:\n%s", stderr.String())
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var res result
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("last line %q is not JSON: %v", lines[len(lines)-1], err)
-	}
+	code, res, last, stderr := runOn(t, []string{"-heartbeat", "1s"}, "smoke", "-streams", "200", "-duration", "2s")
 	if code != 0 || res.OK == nil || !*res.OK {
-		t.Fatalf("exit %d, result %s", code, lines[len(lines)-1])
+		t.Fatalf("exit %d, result %s", code, last)
 	}
 	want := []string{"idle", "fanout", "saturate", "publish-latency", "presence", "herd"}
 	if len(res.Phases) != len(want) {
@@ -65,7 +75,7 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(stderr.String(), "opened 200/200 streams") {
+	if !strings.Contains(stderr, "opened 200/200 streams") {
 		t.Errorf("stderr does not report the streams opening")
 	}
 }

@@ -345,7 +345,7 @@ func (s *stream) handle(kind int) {
 		if ph.live.Add(1) == ph.liveWant {
 			ph.liveAt.Store(s.br.readAt)
 		}
-	case "new_user":
+	case ph.presenceName:
 		if n := ph.presence.Add(1); n == ph.presenceWant {
 			ph.presenceAt.Store(s.br.readAt)
 			close(ph.presenceDone)

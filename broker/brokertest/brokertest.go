@@ -20,6 +20,7 @@ type Broker interface {
 	Subscribe(broker.Request) (*broker.Subscription, error)
 	Publish(context.Context, broker.Message) (broker.Receipt, error)
 	Ready() error
+	Room(ctx context.Context, topic string, limit int) (broker.Room, error)
 }
 
 // New returns a fresh broker configured by opts, sharing nothing with any other, and
@@ -43,6 +44,8 @@ func Run(t *testing.T, newBroker New) {
 		{"Missed", testMissed},
 		{"Idempotency", testIdempotency},
 		{"SlowSubscriberCutOff", testSlow},
+		{"Rooms", testRooms},
+		{"RoomsAndPresence", testRoomsWithPresence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,6 +70,7 @@ type Bus struct {
 	mu    sync.Mutex
 	ops   []presenceOp // joins and leaves waiting for the presence worker
 	wake  chan struct{}
+	begun chan struct{} // closed once the reader knows where it starts in the log
 	b     *broker.Broker
 	stop  context.CancelFunc
 	done  sync.WaitGroup
@@ -79,10 +80,13 @@ type Bus struct {
 
 var _ broker.Bus = (*Bus)(nil)
 
-// presenceOp is one join ('j') or leave ('l') of a local subscriber.
+// presenceOp is one join ('j') or leave ('l') of a local subscriber, whose id is id, or
+// the count n of user id's streams in a room ('r') on this node.
 type presenceOp struct {
-	kind byte
-	id   string
+	kind  byte
+	id    string
+	topic string
+	n     int
 }
 
 // New returns a Bus for the Redis at opts.URL. It does not connect: a Redis that is down
@@ -128,6 +132,7 @@ func New(opts Options) (*Bus, error) {
 		maxlen: max(opts.History, 0) + opts.Slack,
 		log:    opts.Logger,
 		wake:   make(chan struct{}, 1),
+		begun:  make(chan struct{}),
 	}, nil
 }
 
@@ -260,10 +265,10 @@ func (bus *Bus) Replay(ctx context.Context, after uint64, topics []string) (brok
 }
 
 // Joined queues a new_user announcement; it never blocks.
-func (bus *Bus) Joined(subscriber string) { bus.queue(presenceOp{'j', subscriber}) }
+func (bus *Bus) Joined(subscriber string) { bus.queue(presenceOp{kind: 'j', id: subscriber}) }
 
 // Left queues a user_left announcement; it never blocks.
-func (bus *Bus) Left(subscriber string) { bus.queue(presenceOp{'l', subscriber}) }
+func (bus *Bus) Left(subscriber string) { bus.queue(presenceOp{kind: 'l', id: subscriber}) }
 
 func (bus *Bus) queue(op presenceOp) {
 	bus.mu.Lock()
@@ -299,6 +304,8 @@ func toEvent(entry string, vals map[string]any) *broker.Event {
 		}
 		n, _ := strconv.Atoi(str("c"))
 		return broker.PresenceEvent(id, t, name, str("s"), n)
+	case "J", "L":
+		return roomEvent(id, t, str("k"), str)
 	}
 	return nil
 }

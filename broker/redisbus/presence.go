@@ -22,6 +22,14 @@ func (bus *Bus) keepPresence(ctx context.Context, b *broker.Broker) {
 	ttl := bus.opts.NodeTTL.Microseconds()
 	var healthy time.Time // since when every call has succeeded; zero after a failure
 	resync := false
+	// Nothing is sent before the reader knows where it starts: an entry appended before
+	// that would be behind it, and the streams that opened meanwhile would never hear
+	// their own new_user or join.
+	select {
+	case <-ctx.Done():
+		return
+	case <-bus.begun:
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -49,6 +57,11 @@ func (bus *Bus) keepPresence(ctx context.Context, b *broker.Broker) {
 				fail(err)
 				continue
 			}
+			var err error
+			if ops, err = bus.resyncRooms(ctx, b, ops); err != nil {
+				fail(err)
+				continue
+			}
 			resync = false
 		}
 		// A node reaps others only after beating for a whole TTL itself: after an outage
@@ -59,6 +72,9 @@ func (bus *Bus) keepPresence(ctx context.Context, b *broker.Broker) {
 			args := []any{bus.opts.Prefix, bus.maxlen, bus.node, ttl, boolArg(reap)}
 			for _, op := range ops[:n] {
 				args = append(args, string(op.kind), op.id)
+				if op.kind == 'r' {
+					args = append(args, op.topic, op.n)
+				}
 			}
 			ops = ops[n:]
 			fresh, err := announceScript.Run(ctx, bus.rdb, nil, args...).Int()

@@ -37,6 +37,7 @@ func (bus *Bus) read(ctx context.Context, b *broker.Broker) {
 	}
 	start, _ := broker.ParseID(last)
 	b.Begin(start)
+	close(bus.begun)
 	bus.connected()
 
 	var evs []*broker.Event

@@ -15,6 +15,7 @@ import "github.com/redis/go-redis/v9"
 //	keys          idempotency key -> id of its event (sorted set, pruned with ids)
 //	nodes         node -> when it counts as dead, in microseconds (sorted set)
 //	members:NODE  the subscribers open on NODE
+//	room:TOPIC, rooms:NODE  who is in which room (rooms.go)
 //
 // Every script starts with ARGV[1] = prefix and ARGV[2] = the stream's length cap. The
 // scripts name their keys from the prefix, so they suit one Redis (or a primary with
@@ -48,8 +49,10 @@ local function count()
   end
   return n
 end
+` + roomsLua + `
 -- reap forgets a node and tells everyone that its subscribers left.
 local function reap(node)
+  reap_rooms(node)
   local key = P .. 'members:' .. node
   local members = redis.call('SMEMBERS', key)
   redis.call('DEL', key)
@@ -106,9 +109,11 @@ return {sid, 0}
 `)
 
 // announceScript keeps a node alive, reaps dead nodes when asked, and appends a
-// presence event for each join (j) or leave (l). ARGV: prefix, maxlen, node, ttl in
-// microseconds, reap (1 or 0), then kind, subscriber pairs. Returns 1 when the node
-// was not known (new, reaped, or Redis lost its state), 0 otherwise.
+// presence event for each join (j) or leave (l), and for each room count (r) that calls
+// for one. ARGV: prefix, maxlen, node, ttl in microseconds, reap (1 or 0), then ops: j or
+// l and a subscriber, or r, a user, a room and the user's streams in it on this node.
+// Returns 1 when the node was not known (new, reaped, or Redis lost its state), 0
+// otherwise.
 var announceScript = redis.NewScript(prelude + `
 local node = ARGV[3]
 local now = now_us()
@@ -116,14 +121,21 @@ local fresh = redis.call('ZADD', P .. 'nodes', fmt(now + tonumber(ARGV[4])), nod
 if ARGV[5] == '1' then reap_dead(now) end
 local set = P .. 'members:' .. node
 local n = count()
-for i = 6, #ARGV - 1, 2 do
-  local sub = ARGV[i + 1]
-  if ARGV[i] == 'j' then
-    n = n + redis.call('SADD', set, sub)
+local i = 6
+while i < #ARGV do
+  local kind, sub = ARGV[i], ARGV[i + 1]
+  if kind == 'r' then
+    room_set(node, ARGV[i + 2], sub, tonumber(ARGV[i + 3]), false)
+    i = i + 4
   else
-    n = n - redis.call('SREM', set, sub)
+    if kind == 'j' then
+      n = n + redis.call('SADD', set, sub)
+    else
+      n = n - redis.call('SREM', set, sub)
+    end
+    append({'k', kind, 's', sub, 'c', n})
+    i = i + 2
   end
-  append({'k', ARGV[i], 's', sub, 'c', n})
 end
 return fresh
 `)
