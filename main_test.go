@@ -34,6 +34,24 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	}
 }
 
+// TestStrayArguments: anything after the flags but a subcommand (and its own arguments)
+// is one stderr line and exit 2, before anything starts.
+func TestStrayArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve"},
+		{"-addr", "127.0.0.1:0", "serve"},
+		{"healthcheck", "extra"},
+		{"-addr", "127.0.0.1:0", "healthcheck", "extra"},
+		{"healthcheck", "token"},
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), args, env(nil), io.Discard, &stderr)
+		if code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "unexpected argument") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
+		}
+	}
+}
+
 // TestShutdown sends SIGTERM to a real crier with a stream open: the stream ends cleanly
 // and the process exits 0 well within -shutdown-timeout.
 func TestShutdown(t *testing.T) {

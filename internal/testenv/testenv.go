@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,7 +155,12 @@ func StartAt(t testing.TB, addr string, args []string, env ...string) *Process {
 			t.Logf("crier %s output:\n%s", addr, p.Output())
 		}
 	})
-	WaitOK(t, nil, p.URL+"/healthz", 20*time.Second, func() string {
+	// A client of its own, whose connection is closed afterwards: left in the shared
+	// pool, it races a test's first request, which may then dial a second connection
+	// that never sends a request and holds up the server's shutdown for 5 seconds.
+	probe := &http.Client{Transport: &http.Transport{}}
+	defer probe.CloseIdleConnections()
+	WaitOK(t, probe, p.URL+"/healthz", 20*time.Second, func() string {
 		select {
 		case <-p.done:
 			return fmt.Sprintf("crier exited before serving: %v\n%s", p.err, p.Output())
