@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,26 +16,27 @@ import (
 	"github.com/crierhq/crier/internal/testenv"
 )
 
-// A real crier tells a real backend of its streams: a connect when one opens, a
-// disconnect when it ends, a user's sub for a stream with a token, and, at shutdown, the
-// disconnects of the streams still open, retried if need be, before it exits.
+// A real crier tells a real backend of its streams: a connect when one opens and a join
+// for each room it follows, a leave and a disconnect when it ends, the user's sub for a
+// stream with a token, and, at shutdown, the disconnects of the streams still open,
+// retried if need be, before it exits.
 func TestWebhooksEndToEnd(t *testing.T) {
 	secret := []byte("e2e-webhook-secret")
-	// The backend fails its 4th request, the first with the disconnect at shutdown: crier
-	// has to retry it while it shuts down.
-	backend := testenv.NewWebhook(t, secret, func(n int) int {
-		if n == 3 {
+	var failOnce atomic.Bool // the next request fails, and crier has to retry it
+	backend := testenv.NewWebhook(t, secret, func(int) int {
+		if failOnce.CompareAndSwap(true, false) {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusNoContent
 	})
 	jwtKey := strings.Repeat("k", auth.MinSecretLen)
-	p := testenv.Start(t, []string{"-webhook-url", backend.Start() + "/crier", "-shutdown-timeout", "10s"},
+	p := testenv.Start(t, []string{"-webhook-url", backend.Start() + "/crier", "-shutdown-timeout", "10s",
+		"-presence-topics", "room/*"},
 		"CRIER_WEBHOOK_SECRET="+string(secret), "CRIER_JWT_KEY="+jwtKey)
 
-	open := func(token string) (*http.Response, *bufio.Reader) {
+	open := func(topic, token string) (*http.Response, *bufio.Reader) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, p.URL+"/events?topic=news", nil)
+		req, _ := http.NewRequest(http.MethodGet, p.URL+"/events?topic="+topic, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -48,11 +50,16 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		}
 		return resp, r
 	}
-	next := func(want string) testenv.WebhookEvent {
+	var pending []testenv.WebhookEvent // of the last batch, not checked yet
+	next := func(want, topic string) testenv.WebhookEvent {
 		t.Helper()
-		ev := backend.Collect(t, 1)[0]
-		if ev.Type != want || ev.Subscriber == "" || ev.Topic != nil {
-			t.Fatalf("got %+v, want a %s", ev, want)
+		if len(pending) == 0 {
+			pending = backend.Collect(t, 1)
+		}
+		ev := pending[0]
+		pending = pending[1:]
+		if ev.Type != want || ev.Subscriber == "" || (ev.Topic == nil) != (topic == "") || (ev.Topic != nil && *ev.Topic != topic) {
+			t.Fatalf("got %+v, want a %s (topic %q)", ev, want, topic)
 		}
 		if _, err := time.Parse(time.RFC3339, ev.Time); err != nil {
 			t.Errorf("time %q: %v", ev.Time, err)
@@ -60,9 +67,9 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		return ev
 	}
 
-	anon, anonBody := open("")
+	anon, anonBody := open("news", "")
 	defer anon.Body.Close()
-	a := next("connect")
+	a := next("connect", "")
 	if a.User != a.Subscriber {
 		t.Errorf("an anonymous stream's user is %q, want its subscriber id %q", a.User, a.Subscriber)
 	}
@@ -70,23 +77,30 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice, _ := open(token)
-	c := next("connect")
-	if c.User != "alice" || c.Subscriber == a.Subscriber {
-		t.Errorf("got %+v, want a connect of alice", c)
+	alice, _ := open("room/1", token)
+	for _, want := range []struct{ kind, topic string }{{"connect", ""}, {"join", "room/1"}} {
+		if ev := next(want.kind, want.topic); ev.User != "alice" || ev.Subscriber == a.Subscriber {
+			t.Errorf("got %+v, want alice's %s", ev, want.kind)
+		}
 	}
 	alice.Body.Close()
-	if d := next("disconnect"); d.User != "alice" || d.Subscriber != c.Subscriber {
-		t.Errorf("got %+v, want alice's disconnect", d)
+	for _, want := range []struct{ kind, topic string }{{"leave", "room/1"}, {"disconnect", ""}} {
+		if ev := next(want.kind, want.topic); ev.User != "alice" {
+			t.Errorf("got %+v, want alice's %s", ev, want.kind)
+		}
 	}
 
+	failOnce.Store(true)
 	p.Signal(syscall.SIGTERM)
 	_, _ = io.Copy(io.Discard, anonBody)
-	if d := next("disconnect"); d.Subscriber != a.Subscriber {
+	if d := next("disconnect", ""); d.Subscriber != a.Subscriber {
 		t.Errorf("got %+v, want the disconnect of the stream open at shutdown", d)
 	}
 	if code, err := p.Wait(20 * time.Second); code != 0 || err != nil {
 		t.Errorf("exit %d (%v) after SIGTERM\n%s", code, err, p.Output())
+	}
+	if failOnce.Load() {
+		t.Error("no request failed at shutdown: the retry was not tested")
 	}
 }
 
