@@ -71,7 +71,7 @@ type Bus struct {
 	ops   []presenceOp // joins and leaves waiting for the presence worker
 	wake  chan struct{}
 	begun chan struct{} // closed once the reader knows where it starts in the log
-	b     *broker.Broker
+	b     Feed
 	stop  context.CancelFunc
 	done  sync.WaitGroup
 	start sync.Once
@@ -139,9 +139,26 @@ func New(opts Options) (*Bus, error) {
 // Node is this node's name in Redis.
 func (bus *Bus) Node() string { return bus.node }
 
+// Feed is what the bus needs of the broker it feeds (a *broker.Broker): the events it
+// reads from the log, and this node's streams and rooms to keep in Redis. Only the bus
+// holds the broker as a Feed; the HTTP side sees a broker that cannot be fed.
+type Feed interface {
+	// Begin tells the broker where the bus starts reading the log.
+	Begin(head uint64)
+	// Deliver hands the broker events read from the log, in order.
+	Deliver(evs ...*broker.Event)
+	// Lost tells the broker that the log lost the events before next.
+	Lost(next uint64)
+	// SubscriberIDs lists this node's subscribers, for its presence in Redis.
+	SubscriberIDs() []string
+	// Occupants lists this node's room members; while is called with the broker's lock
+	// held, once the snapshot is taken.
+	Occupants(while func()) []broker.Occupant
+}
+
 // Start begins reading the log into b and keeping this node's presence; call it once,
 // after the broker is made with this Bus in its options.
-func (bus *Bus) Start(b *broker.Broker) {
+func (bus *Bus) Start(b Feed) {
 	bus.start.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		bus.mu.Lock()

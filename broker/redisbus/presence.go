@@ -3,8 +3,6 @@ package redisbus
 import (
 	"context"
 	"time"
-
-	"github.com/crierhq/crier/broker"
 )
 
 // opsPerCall bounds the joins and leaves sent in one script call, so that a burst of
@@ -16,7 +14,7 @@ const opsPerCall = 256
 // that cannot be sent (Redis is down) are dropped, and the node's members are replaced
 // with the subscribers it really has once Redis is back: the counts are right again,
 // though the arrivals and departures of the outage were not announced.
-func (bus *Bus) keepPresence(ctx context.Context, b *broker.Broker) {
+func (bus *Bus) keepPresence(ctx context.Context, b Feed) {
 	tick := time.NewTicker(bus.opts.Beat)
 	defer tick.Stop()
 	ttl := bus.opts.NodeTTL.Microseconds()

@@ -18,7 +18,7 @@ const readBatch = 1000
 // from the last entry it read, so nothing is skipped. Each entry names the one before
 // it: when that is not the last entry read, entries went missing (trimmed before this
 // reader got to them, or lost by Redis), and the broker is told.
-func (bus *Bus) read(ctx context.Context, b *broker.Broker) {
+func (bus *Bus) read(ctx context.Context, b Feed) {
 	stream := bus.opts.Prefix + "stream"
 	var last string // id of the last entry handed over, without "-0"
 	retry := backoff{}

@@ -132,7 +132,7 @@ func (bus *Bus) Room(ctx context.Context, topic string, limit int) (broker.Room,
 // ops followed by every op queued until then. The rooms that those ops are about are
 // left for the ops, so that they announce what they change: a silent resync must not
 // swallow a join that is merely waiting to be sent.
-func (bus *Bus) resyncRooms(ctx context.Context, b *broker.Broker, ops []presenceOp) ([]presenceOp, error) {
+func (bus *Bus) resyncRooms(ctx context.Context, b Feed, ops []presenceOp) ([]presenceOp, error) {
 	occ := b.Occupants(func() {
 		// With the broker's lock held: nothing is queued between the snapshot and this.
 		bus.mu.Lock()
