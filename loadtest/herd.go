@@ -21,8 +21,8 @@ const (
 // the event published since, then live events, without missed and without being cut
 // off; it measures the time until every stream is live and until every stream has seen
 // every new_user it should.
-func (r *runner) herd(ctx context.Context) (result, error) {
-	res := result{Scenario: "herd", ServerCPU: -1}
+func (r *runner) herd(ctx context.Context) (res result, err error) {
+	res = result{Scenario: "herd", ServerCPU: -1}
 	n := r.o.streams
 	pb := &publisher{c: r.c, topic: r.o.topic}
 	defer pb.close()
@@ -38,8 +38,8 @@ func (r *runner) herd(ctx context.Context) (result, error) {
 	p.resumeFrom(r.o.topic, seen)
 	p.gap = r.o.arrive / time.Duration(max(n, 1))
 	defer func() {
+		res.fillStreams(p) // before closing: the tool's own closes are not the server's
 		p.closeAll()
-		res.fillStreams(p)
 	}()
 	ph := newPhase()
 	ph.presenceWant = int64(n) * int64(n+1) / 2
