@@ -26,6 +26,7 @@ type config struct {
 	CORSOrigins     string
 	Heartbeat       time.Duration
 	Retry           time.Duration
+	ReconnectSpread time.Duration
 	History         int
 	HistoryTTL      time.Duration
 	HistoryMemory   size
@@ -69,6 +70,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "*", "comma-separated `origins` allowed to read streams and publish from a browser (* for any)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "write a comment line to every idle stream this often")
 	fs.DurationVar(&c.Retry, "retry", 3*time.Second, "reconnection delay sent to clients in the retry: field")
+	fs.DurationVar(&c.ReconnectSpread, "reconnect-spread", 5*time.Second, "when crier ends streams itself (shutdown, a slow client cut off, a token expired), each client is told\nto reconnect after -retry plus a random part of this window, so that they do not all come back at once (0: all after -retry)")
 	fs.IntVar(&c.History, "history", 1000, "number of most recent events kept per topic for resume and GET /history; broadcasts are one topic of their own (0 disables resume)")
 	fs.DurationVar(&c.HistoryTTL, "history-ttl", 0, "events older than this leave history (0: no age limit)")
 	c.HistoryMemory = 256 << 20
@@ -152,6 +154,8 @@ func (c *config) validate() error {
 		}
 	}
 	switch {
+	case c.ReconnectSpread < 0:
+		return bad("reconnect-spread", c.ReconnectSpread, "must not be negative")
 	case c.History < 0:
 		return bad("history", c.History, "must not be negative")
 	case c.HistoryTTL < 0:

@@ -24,14 +24,15 @@ func TestConfigDefaultsEnvAndFlags(t *testing.T) {
 				c.Retry == 3*time.Second && c.History == 1000 && c.Buffer == 256 && c.MaxSubscribers == 0 &&
 				c.Presence && c.MaxBody == 1<<20 && c.PublishToken == "" && c.RedisURL == "" &&
 				c.ShutdownTimeout == 10*time.Second && c.LogFormat == "text" && c.LogLevel == "info" &&
-				c.HistoryTTL == 0 && c.HistoryMemory == 256<<20
+				c.HistoryTTL == 0 && c.HistoryMemory == 256<<20 &&
+				c.ReconnectSpread == 5*time.Second
 		}},
 		{"env", nil, map[string]string{
 			"CRIER_MAX_SUBSCRIBERS": "5", "CRIER_PRESENCE": "false", "CRIER_MAX_BODY": "64KiB",
 			"CRIER_HEARTBEAT": "1m", "CRIER_PUBLISH_TOKEN": "tok", "CRIER_CORS_ORIGINS": "https://a.example,https://b.example",
-			"CRIER_REDIS_URL": "redis://127.0.0.1:6379/0", "CRIER_LOG_FORMAT": "json",
+			"CRIER_REDIS_URL": "redis://127.0.0.1:6379/0", "CRIER_LOG_FORMAT": "json", "CRIER_RECONNECT_SPREAD": "0s",
 		}, func(c *config) bool {
-			return c.MaxSubscribers == 5 && !c.Presence && c.MaxBody == 64<<10 && c.Heartbeat == time.Minute &&
+			return c.ReconnectSpread == 0 && c.MaxSubscribers == 5 && !c.Presence && c.MaxBody == 64<<10 && c.Heartbeat == time.Minute &&
 				c.PublishToken == "tok" && len(c.origins()) == 2 && c.RedisURL != "" && c.LogFormat == "json"
 		}},
 		{"a flag wins over its variable", []string{"-history", "7", "-max-body", "2MiB"},
@@ -67,6 +68,7 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 	}{
 		{"unparsable duration", []string{"-heartbeat", "soon"}, nil, "-heartbeat", "soon"},
 		{"negative duration", []string{"-retry", "-1s"}, nil, "-retry", "-1s"},
+		{"negative reconnect spread", []string{"-reconnect-spread", "-2s"}, nil, "-reconnect-spread", "-2s"},
 		{"zero shutdown timeout", []string{"-shutdown-timeout", "0s"}, nil, "-shutdown-timeout", "0s"},
 		{"negative size", []string{"-max-body", "-5"}, nil, "-max-body", "-5"},
 		{"unknown size suffix", []string{"-max-body", "1MB"}, nil, "-max-body", "1MB"},
@@ -121,7 +123,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	}
 	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-history-ttl", "-history-memory", "CRIER_HISTORY_MEMORY", "-buffer",
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
-		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck",
+		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck", "-reconnect-spread",
 		"-private-topics", "-presence-topics", "CRIER_PRESENCE_TOPICS", "/presence", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",
 		"-webhook-url", "-webhook-secret", "CRIER_WEBHOOK_URL", "CRIER_WEBHOOK_SECRET", "X-Crier-Signature"} {
 		if !strings.Contains(stdout.String(), want) {

@@ -86,7 +86,8 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	if h.hub != nil && h.hub.Adopt(w, r, hub.Stream{Sub: sub, Opening: h.stream.opening, Heartbeat: h.stream.heartbeat,
-		WriteTimeout: h.stream.writeTimeout, Expires: expires, Tagged: tagged, Done: func(err error) { finish(reasonFor(err)) }}) {
+		WriteTimeout: h.stream.writeTimeout, Expires: expires, Tagged: tagged, Farewell: h.stream.farewell,
+		Done: func(err error) { finish(reasonFor(err)) }}) {
 		handedOver = true
 		return
 	}

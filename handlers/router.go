@@ -47,6 +47,11 @@ type Options struct {
 	CORSOrigins []string
 	Heartbeat   time.Duration // comment on idle streams this often; default 15s
 	Retry       time.Duration // reconnection delay sent to clients; default 3s
+	// ReconnectSpread is the window over which the clients of streams that crier ends
+	// itself (shutdown, a slow client cut off, an expired token) are told to come back,
+	// after Retry: each gets a retry field drawn from it just before the end, so that
+	// they do not all reconnect at once. Zero tells every one Retry.
+	ReconnectSpread time.Duration
 	// WriteTimeout bounds each write to a stream, so a client that stopped reading
 	// frees its stream; default 30s.
 	WriteTimeout time.Duration
@@ -124,6 +129,8 @@ func New(o Options) (http.Handler, error) {
 		heartbeat:    o.Heartbeat,
 		writeTimeout: o.WriteTimeout,
 		opening:      sse.Retry(o.Retry.Milliseconds()),
+		retry:        o.Retry,
+		spread:       max(o.ReconnectSpread, 0),
 	}}
 	ev.perAddr = newAddrLimiter(o.MaxStreamsPerAddr)
 	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}

@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -15,7 +17,21 @@ import (
 type streamer struct {
 	heartbeat    time.Duration
 	writeTimeout time.Duration
-	opening      []byte // the retry field, sent first
+	opening      []byte        // the retry field, sent first
+	retry        time.Duration // what opening says
+	spread       time.Duration // see Options.ReconnectSpread
+}
+
+// farewell is the last thing written to a stream that crier ends itself while its client
+// still reads: a retry field drawn uniformly from [retry, retry+spread], so that the
+// clients of streams ended together (a shutdown, say) come back spread over the window
+// instead of all at once.
+func (st *streamer) farewell() []byte {
+	d := st.retry
+	if st.spread > 0 {
+		d += rand.N(st.spread + time.Millisecond)
+	}
+	return sse.Retry(d.Milliseconds())
 }
 
 // serve streams until the client leaves, the subscription ends or a write fails, and
@@ -35,6 +51,9 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 	for {
 		select {
 		case <-r.Context().Done():
+			if context.Cause(r.Context()) == errTokenExpired {
+				_ = st.write(w, rc, st.farewell())
+			}
 			return reasonFor(nil)
 		case <-tick.C:
 			if !active {
@@ -55,6 +74,11 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Su
 				active = true
 			}
 			if err != nil {
+				// Ended by crier: the client should come back. A slow client's socket is
+				// full, and waiting for it to take the farewell would hold its end up.
+				if !errors.Is(err, broker.ErrSlow) {
+					_ = st.write(w, rc, st.farewell())
+				}
 				return reasonFor(err)
 			}
 		}

@@ -55,6 +55,11 @@ type Stream struct {
 	Expires time.Time
 	// Tagged names each event's topic on the wire (see sse.AppendEvent).
 	Tagged bool
+	// Farewell, when set, gives what is written just before the clean end of a stream
+	// that the hub ends while its client still reads (its subscription ended, it expired,
+	// the hub closed): typically a retry field that spreads its client's reconnect. It is
+	// called from a hub goroutine and must not block.
+	Farewell func() []byte
 	// Done is called once, when the stream has ended and its connection is closed, with
 	// why. It is called from a hub goroutine (from Adopt when the head cannot be written)
 	// and must not block.

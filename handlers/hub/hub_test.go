@@ -76,8 +76,8 @@ func adopt(t *testing.T, h *Hub, b *broker.Broker, st Stream, read bool) *client
 
 // TestAdopt checks the contract on a fake clock: the client gets a chunked 200 with the
 // headers set before and sse's, the opening, events and heartbeats; the stream ends for
-// each reason with the cause Done hears, and with a clean end of the response unless the
-// client is gone.
+// each reason with the cause Done hears, and with the farewell and a clean end of the
+// response unless the client is gone.
 func TestAdopt(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -96,8 +96,10 @@ func TestAdopt(t *testing.T) {
 				defer b.Close()
 				h := newHub(Options{Writers: 1})
 				defer h.Close()
+				farewell := sse.Retry(4321)
 				c := adopt(t, h, b, Stream{Opening: sse.Retry(1000), Heartbeat: 10 * time.Second,
-					WriteTimeout: time.Minute, Expires: time.Now().Add(30 * time.Second)}, true)
+					WriteTimeout: time.Minute, Expires: time.Now().Add(30 * time.Second),
+					Farewell: func() []byte { return farewell }}, true)
 				resp := <-c.resp
 				for k, want := range map[string]string{"Content-Type": "text/event-stream",
 					"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"} {
@@ -131,8 +133,8 @@ func TestAdopt(t *testing.T) {
 				rest := make(chan error, 1)
 				go func() {
 					b, err := io.ReadAll(resp.Body)
-					if more := bytes.ReplaceAll(b, sse.Heartbeat, nil); err == nil && len(more) > 0 {
-						err = fmt.Errorf("%q more", more)
+					if more := bytes.ReplaceAll(b, sse.Heartbeat, nil); err == nil && !bytes.Equal(more, farewell) {
+						err = fmt.Errorf("%q more, want the farewell %q", more, farewell)
 					}
 					rest <- err
 				}()

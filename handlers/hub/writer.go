@@ -354,12 +354,13 @@ func (sh *shard) end(s *hstream, cause error) {
 	}
 	s.ended = true
 	if !s.hungUp.Load() && cause != ErrWriteTimeout {
-		// One try, no waiting: a client that reads gets a clean end of the response.
-		if len(s.pending) == 0 {
-			_, _ = s.out.write(lastChunk)
-		} else {
-			_, _ = s.out.write(append(s.pending, lastChunk...))
+		// One try, no waiting: a client that reads gets its farewell and a clean end of
+		// the response.
+		b := s.pending
+		if s.Farewell != nil {
+			b = appendChunkBytes(b, s.Farewell())
 		}
+		_, _ = s.out.write(append(b, lastChunk...))
 	}
 	s.pending = nil
 	s.Sub.Abandon() // its Done hears of the end at the end of the round, or later

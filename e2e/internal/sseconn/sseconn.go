@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -26,9 +27,10 @@ type Event struct {
 // Stream is one GET /events on its own connection. Not safe for concurrent use, except
 // that Reset and Close may be called from another goroutine to end a blocked Next.
 type Stream struct {
-	Resp *http.Response // status and headers; Body is read by Next
-	conn net.Conn
-	r    *bufio.Reader
+	Resp  *http.Response // status and headers; Body is read by Next
+	Retry time.Duration  // the last retry: field Next read; 0 before one
+	conn  net.Conn
+	r     *bufio.Reader
 }
 
 // Open connects to addr (host:port), sends GET target (such as "/events?topic=a") with
@@ -73,8 +75,8 @@ func Open(ctx context.Context, addr, target string, header http.Header) (*Stream
 // SetReadDeadline bounds the next reads; the zero time removes the bound.
 func (s *Stream) SetReadDeadline(t time.Time) { _ = s.conn.SetReadDeadline(t) }
 
-// Next returns the next event, skipping comments and retry fields. io.EOF means the
-// server ended the stream cleanly.
+// Next returns the next event, skipping comments and retry fields (the last one read
+// is kept in Retry). io.EOF means the server ended the stream cleanly.
 func (s *Stream) Next() (Event, error) {
 	var ev Event
 	var data []string
@@ -113,6 +115,10 @@ func (s *Stream) Next() (Event, error) {
 			ev.Name, seen = value, true
 		case "data":
 			data, seen = append(data, value), true
+		case "retry":
+			if ms, err := strconv.ParseInt(value, 10, 64); err == nil {
+				s.Retry = time.Duration(ms) * time.Millisecond
+			}
 		}
 	}
 }
