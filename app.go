@@ -137,6 +137,9 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 	// http.Server.Shutdown waits for handlers to return, and a stream never does by
 	// itself: closing the broker ends every stream.
 	a.srv.RegisterOnShutdown(a.broker.Close)
+	var fresh unused
+	a.srv.ConnState = fresh.track
+	a.srv.RegisterOnShutdown(fresh.close)
 	if a.pprof = pprofServer(); a.pprof != nil {
 		if a.pprofLn, err = net.Listen("tcp", a.pprof.Addr); err != nil {
 			// Profiles are a debugging aid: crier serves without them.
