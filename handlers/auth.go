@@ -29,20 +29,10 @@ type authorizer struct {
 	publishToken []byte         // the static token, which may publish anything
 }
 
-// authError is a refusal: 401 or 403 with a message for the client and the
-// WWW-Authenticate challenge to send, if any.
-type authError struct {
-	status    int
-	msg       string
-	challenge string
-}
-
-func (e *authError) Error() string { return e.msg }
-
 const realm = `Bearer realm="crier"`
 
 func unauthorized(msg string) error {
-	return &authError{http.StatusUnauthorized, msg, realm}
+	return &httpError{status: http.StatusUnauthorized, msg: msg, challenge: realm}
 }
 
 func needToken(topic string) error {
@@ -55,19 +45,11 @@ func invalidToken(err error) error {
 	if errors.Is(err, auth.ErrExpired) {
 		msg = "the token has expired"
 	}
-	return &authError{http.StatusUnauthorized, msg, realm + `, error="invalid_token"`}
+	return &httpError{status: http.StatusUnauthorized, msg: msg, challenge: realm + `, error="invalid_token"`}
 }
 
 func notGranted(msg string) error {
-	return &authError{http.StatusForbidden, msg, realm + `, error="insufficient_scope"`}
-}
-
-// writeAuthError answers with a refusal from the authorizer.
-func writeAuthError(w http.ResponseWriter, e *authError) {
-	if e.challenge != "" {
-		w.Header().Set("WWW-Authenticate", e.challenge)
-	}
-	writeError(w, e.status, e.msg)
+	return &httpError{status: http.StatusForbidden, msg: msg, challenge: realm + `, error="insufficient_scope"`}
 }
 
 // stream checks that r may follow topics. It returns the stream's user (its token's sub;
@@ -166,7 +148,7 @@ func (a *authorizer) publisher(r *http.Request) (*auth.Token, error) {
 		return nil, nil
 	}
 	if a.tokens == nil || strings.Count(raw, ".") != 2 {
-		return nil, &authError{status: http.StatusForbidden, msg: "the bearer token is not valid"}
+		return nil, reject(http.StatusForbidden, "the bearer token is not valid")
 	}
 	tok, err := a.tokens.Verify(raw)
 	if err != nil {

@@ -34,18 +34,17 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	topics, err := parseTopics(q["topic"])
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeErr(w, reject(http.StatusBadRequest, err.Error()))
 		return
 	}
 	user, expires, err := h.auth.stream(r, topics)
-	var refused *authError
-	if errors.As(err, &refused) {
-		writeAuthError(w, refused)
+	if err != nil { // a refusal, or anything else: no stream either way
+		writeErr(w, err)
 		return
 	}
 	leave, ok := h.perAddr.acquire(r)
 	if !ok {
-		writeTooManyStreams(w, h.perAddr.max, retrySeconds(h.retry))
+		writeErr(w, tooManyStreams(h.perAddr.max, h.retry))
 		return
 	}
 	handedOver := false // to the hub, which calls finish (and so leave) when the stream ends
@@ -67,7 +66,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, err := h.broker.Subscribe(req)
 	if err != nil {
-		writeBrokerError(w, err, retrySeconds(h.retry))
+		writeErr(w, brokerError(err, h.retry))
 		return
 	}
 

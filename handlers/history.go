@@ -41,17 +41,16 @@ type historyEvent struct {
 func (h *historyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	topic, after, limit, err := parseHistoryQuery(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeErr(w, reject(http.StatusBadRequest, err.Error()))
 		return
 	}
-	var refused *authError
-	if errors.As(h.auth.read(r, topic), &refused) {
-		writeAuthError(w, refused)
+	if err := h.auth.read(r, topic); err != nil {
+		writeErr(w, err)
 		return
 	}
 	page, err := h.broker.History(r.Context(), topic, after, limit)
 	if err != nil {
-		writeBrokerError(w, err, retrySeconds(h.retry))
+		writeErr(w, brokerError(err, h.retry))
 		return
 	}
 	out := historyPage{Topic: topic, Events: make([]historyEvent, len(page.Events)), Missed: page.Missed}

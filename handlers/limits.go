@@ -58,12 +58,11 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-// writeTooManyStreams answers a client at its per-address cap: 429, Retry-After and a
-// JSON error, and no stream.
-func writeTooManyStreams(w http.ResponseWriter, max, retry int) {
-	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	writeError(w, http.StatusTooManyRequests,
-		"too many open streams from this address (at most "+strconv.Itoa(max)+"); close one or retry later")
+// tooManyStreams answers a client at its per-address cap: 429, Retry-After and a JSON
+// error, and no stream.
+func tooManyStreams(max int, retry time.Duration) error {
+	return &httpError{status: http.StatusTooManyRequests, retryAfter: retrySeconds(retry),
+		msg: "too many open streams from this address (at most " + strconv.Itoa(max) + "); close one or retry later"}
 }
 
 // bodyTimeout bounds how long a publish may take to send its body. The server has no

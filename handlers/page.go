@@ -54,7 +54,7 @@ func newPage(templates, static fs.FS, client []byte) (*page, error) {
 // ETag, so an upgraded crier is picked up at once and an unchanged one costs a 304.
 func (p *page) library(w http.ResponseWriter, r *http.Request) {
 	if p.client == nil {
-		writeError(w, http.StatusNotFound, "no such file")
+		writeErr(w, reject(http.StatusNotFound, "no such file"))
 		return
 	}
 	h := w.Header()
@@ -72,7 +72,7 @@ func (p *page) index(w http.ResponseWriter, r *http.Request) {
 // static serves an asset; a missing file or a directory is a JSON 404, not a listing.
 func (p *page) static(w http.ResponseWriter, r *http.Request) {
 	if fi, err := fs.Stat(p.assets, chi.URLParam(r, "*")); err != nil || fi.IsDir() {
-		writeError(w, http.StatusNotFound, "no such file")
+		writeErr(w, reject(http.StatusNotFound, "no such file"))
 		return
 	}
 	p.files.ServeHTTP(w, r)

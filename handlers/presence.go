@@ -38,30 +38,29 @@ func (h *presenceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	topic := q.Get("topic")
 	if err := checkTopic(topic); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeErr(w, reject(http.StatusBadRequest, err.Error()))
 		return
 	}
 	limit := maxRoomUsers
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit must be a positive integer")
+			writeErr(w, reject(http.StatusBadRequest, "limit must be a positive integer"))
 			return
 		}
 		limit = min(n, maxRoomUsers)
 	}
-	var refused *authError
-	if err := h.auth.read(r, topic); errors.As(err, &refused) {
-		writeAuthError(w, refused)
+	if err := h.auth.read(r, topic); err != nil {
+		writeErr(w, err)
 		return
 	}
 	room, err := h.broker.Room(r.Context(), topic, limit)
 	switch {
 	case errors.Is(err, broker.ErrNotRoom):
-		writeError(w, http.StatusNotFound, "the topic "+strconv.Quote(topic)+" is not a room (see -presence-topics)")
+		writeErr(w, reject(http.StatusNotFound, "the topic "+strconv.Quote(topic)+" is not a room (see -presence-topics)"))
 		return
 	case err != nil:
-		writeBrokerError(w, err, retrySeconds(h.retry))
+		writeErr(w, brokerError(err, h.retry))
 		return
 	}
 	body := presenceBody{Topic: room.Topic, Members: room.Members, Users: make([]presenceUser, len(room.Users))}

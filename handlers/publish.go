@@ -32,29 +32,13 @@ type publishReceipt struct {
 }
 
 // badRequest is an error whose text is meant for the client.
-type badRequest struct {
-	status int
-	msg    string
-}
-
-func (e *badRequest) Error() string { return e.msg }
-
-func reject(status int, msg string) error { return &badRequest{status: status, msg: msg} }
-
 func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m, err := h.read(w, r)
 	if err != nil {
-		var ae *authError
-		if errors.As(err, &ae) {
-			writeAuthError(w, ae)
-			return
+		if e := (*httpError)(nil); !errors.As(err, &e) {
+			err = reject(http.StatusBadRequest, "the request could not be read")
 		}
-		var br *badRequest
-		if errors.As(err, &br) {
-			writeError(w, br.status, br.msg)
-			return
-		}
-		writeError(w, http.StatusBadRequest, "the request could not be read")
+		writeErr(w, err)
 		return
 	}
 	receipt, err := h.broker.Publish(r.Context(), m)
@@ -62,7 +46,7 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, broker.ErrKeyConflict) {
 			h.log.Warn("publish failed", "err", err, "request_id", middleware.GetReqID(r.Context()))
 		}
-		writeBrokerError(w, err, retrySeconds(h.retry))
+		writeErr(w, brokerError(err, h.retry))
 		return
 	}
 	h.log.Debug("published", "id", receipt.ID, "topic", m.Topic, "event", m.Name,

@@ -147,10 +147,10 @@ func New(o Options) (http.Handler, error) {
 		AllowCredentials: o.Tokens != nil && !slices.Contains(o.CORSOrigins, "*"),
 	}))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint")
+		writeErr(w, reject(http.StatusNotFound, "no such endpoint"))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
+		writeErr(w, reject(http.StatusMethodNotAllowed, r.Method+" is not allowed here"))
 	})
 	r.Get("/", page.index)
 	r.Get("/static/*", page.static)
@@ -162,7 +162,7 @@ func New(o Options) (http.Handler, error) {
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := o.Broker.Ready(); err != nil {
-			writeBrokerError(w, err, retrySeconds(o.Retry))
+			writeErr(w, brokerError(err, o.Retry))
 			return
 		}
 		writeJSON(w, map[string]string{"status": "ready"})
@@ -184,7 +184,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 					}
 					log.Error("handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(v),
 						"request_id", middleware.GetReqID(r.Context()))
-					writeError(w, http.StatusInternalServerError, "internal error")
+					writeErr(w, reject(http.StatusInternalServerError, "internal error"))
 				}
 			}()
 			next.ServeHTTP(w, r)
