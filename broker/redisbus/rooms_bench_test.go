@@ -1,0 +1,51 @@
+package redisbus
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/crierhq/crier/internal/testenv"
+)
+
+// BenchmarkRoomScript is Redis' side of a join and a leave in a room of members users:
+// one op is a newcomer's count sent as 1 (a join appended to the log) and then as 0 (a
+// leave), each one call of the script that carries a node's presence. Its cost must not
+// grow with the room.
+func BenchmarkRoomScript(b *testing.B) {
+	r := testenv.StartRedis(b)
+	ctx := context.Background()
+	for _, members := range []int{100, 10000, 100000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			bus, err := New(Options{URL: r.URL, Prefix: fmt.Sprintf("bench%d:", members)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bus.tail.Close()
+			defer bus.rdb.Close()
+			// Other nodes' users, as the room's hash holds them.
+			for i := 0; i < members; i += 10000 {
+				var fields []any
+				for j := i; j < min(i+10000, members); j++ {
+					fields = append(fields, fmt.Sprint("user", j), 1)
+				}
+				if err := bus.rdb.HSet(ctx, bus.opts.Prefix+"room:room/1", fields...).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ttl := bus.opts.NodeTTL.Microseconds()
+			for b.Loop() {
+				for _, n := range []int{1, 0} {
+					err := announceScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, bus.node, ttl, "0",
+						"r", "newcomer", "room/1", n).Err()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if got := bus.rdb.HLen(ctx, bus.opts.Prefix+"room:room/1").Val(); got != int64(members) {
+				b.Fatalf("the room has %d members, want %d", got, members)
+			}
+		})
+	}
+}
