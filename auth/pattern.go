@@ -5,13 +5,11 @@ package auth
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
-
-// MaxPatternLen is the longest pattern, in characters: the longest topic.
-const MaxPatternLen = 256
 
 // A pattern is a topic name in which every '*' matches any run of characters, the empty
 // run and '/' included; every other character matches itself. There is no escape, no '?'
@@ -48,20 +46,29 @@ func Match(pattern, topic string) bool {
 	return p == len(pattern)
 }
 
-// CheckPattern reports why s is not a valid pattern: like a topic, it is 1 to 256
-// characters of valid UTF-8 with no control characters.
-func CheckPattern(s string) error {
+// MaxTopicLen is the longest topic, and so the longest pattern, in characters.
+const MaxTopicLen = 256
+
+// CheckTopic reports why s is not a valid topic: 1 to MaxTopicLen characters of valid
+// UTF-8, none of them a control character. It is the one statement of the rule.
+func CheckTopic(s string) error { return checkTopicLike(s, "topic") }
+
+// CheckPattern reports why s is not a valid pattern: like a topic, it is 1 to
+// MaxTopicLen characters of valid UTF-8 with no control characters.
+func CheckPattern(s string) error { return checkTopicLike(s, "pattern") }
+
+func checkTopicLike(s, what string) error {
 	switch {
 	case s == "":
-		return errors.New("a pattern must not be empty")
+		return errors.New("a " + what + " must not be empty")
 	case !utf8.ValidString(s):
-		return errors.New("a pattern must be valid UTF-8")
-	case utf8.RuneCountInString(s) > MaxPatternLen:
-		return errors.New("a pattern must be at most 256 characters")
+		return errors.New("a " + what + " must be valid UTF-8")
+	case utf8.RuneCountInString(s) > MaxTopicLen:
+		return errors.New("a " + what + " must be at most " + strconv.Itoa(MaxTopicLen) + " characters")
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return errors.New("a pattern must not contain control characters")
+			return errors.New("a " + what + " must not contain control characters")
 		}
 	}
 	return nil

@@ -93,7 +93,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer sub.Close()
 	r, release := untilExpiry(r, expires)
 	defer release()
-	why := h.stream.serve(w, r, sub, tagged)
+	why := h.stream.stream(w, r, sub, tagged)
 	if context.Cause(r.Context()) == errTokenExpired {
 		why = closedTokenExpired
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 )
 
@@ -76,7 +77,7 @@ func parseHistoryQuery(q url.Values) (topic string, after uint64, limit int, err
 	if _, ok := q["topic"]; !ok {
 		return "", 0, 0, errors.New("give a topic: /history?topic=NAME")
 	}
-	if err := checkTopic(topic); err != nil {
+	if err := auth.CheckTopic(topic); err != nil {
 		return "", 0, 0, err
 	}
 	if s, ok := q["after"]; ok {

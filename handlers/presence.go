@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 )
 
@@ -37,7 +38,7 @@ type presenceUser struct {
 func (h *presenceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	topic := q.Get("topic")
-	if err := checkTopic(topic); err != nil {
+	if err := auth.CheckTopic(topic); err != nil {
 		writeErr(w, reject(http.StatusBadRequest, err.Error()))
 		return
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 )
 
@@ -173,7 +174,7 @@ func decodeTextMessage(q url.Values, body []byte) (broker.Message, error) {
 func message(topic, event *string, data []byte) (broker.Message, error) {
 	m := broker.Message{Name: broker.NameMessage, Data: data}
 	if topic != nil {
-		if err := checkTopic(*topic); err != nil {
+		if err := auth.CheckTopic(*topic); err != nil {
 			return broker.Message{}, reject(http.StatusBadRequest, err.Error())
 		}
 		m.Topic = *topic

@@ -11,9 +11,9 @@ import (
 	"github.com/crierhq/crier/handlers/sse"
 )
 
-// streamer writes a subscription to an HTTP response as Server-Sent Events. It is the one
-// place that knows how a stream is written: queue draining, coalescing, flushing and
-// heartbeats.
+// streamer writes a subscription to an HTTP response as Server-Sent Events from the
+// request's own goroutine, through the ResponseWriter: the path of the streams the hub
+// does not take (HTTP/2, TLS, HTTP/1.0, or no hub at all). The hub writes the others.
 type streamer struct {
 	heartbeat    time.Duration
 	writeTimeout time.Duration
@@ -34,9 +34,9 @@ func (st *streamer) farewell() []byte {
 	return sse.Retry(d.Milliseconds())
 }
 
-// serve streams until the client leaves, the subscription ends or a write fails, and
+// stream writes until the client leaves, the subscription ends or a write fails, and
 // returns why, for the log.
-func (st *streamer) serve(w http.ResponseWriter, r *http.Request, sub *broker.Subscription, tagged bool) closeReason {
+func (st *streamer) stream(w http.ResponseWriter, r *http.Request, sub *broker.Subscription, tagged bool) closeReason {
 	sse.SetHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)

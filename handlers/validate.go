@@ -2,39 +2,17 @@ package handlers
 
 import (
 	"errors"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 )
 
 // Limits on what clients send.
 const (
-	maxTopicLen    = 256 // characters in a topic
 	maxEventLen    = 64  // characters in an event name
 	maxKeyLen      = 128 // characters in an Idempotency-Key
 	maxTopicsPerID = 64  // topics one stream may follow
 )
-
-// checkTopic reports why s is not a valid topic: 1 to 256 characters of valid UTF-8,
-// none of them a control character.
-func checkTopic(s string) error {
-	if s == "" {
-		return errors.New("a topic must not be empty")
-	}
-	if !utf8.ValidString(s) {
-		return errors.New("a topic must be valid UTF-8")
-	}
-	if utf8.RuneCountInString(s) > maxTopicLen {
-		return errors.New("a topic must be at most 256 characters")
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return errors.New("a topic must not contain control characters")
-		}
-	}
-	return nil
-}
 
 // checkEventName reports why s is not a name a publisher may give an event.
 func checkEventName(s string) error {
@@ -76,7 +54,7 @@ func parseTopics(values []string) ([]string, error) {
 	topics := make([]string, 0, len(values))
 	seen := make(map[string]bool, len(values))
 	for _, t := range values {
-		if err := checkTopic(t); err != nil {
+		if err := auth.CheckTopic(t); err != nil {
 			return nil, err
 		}
 		if !seen[t] {

@@ -3,6 +3,7 @@ package redisbus
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,7 +73,7 @@ func (bus *Bus) read(ctx context.Context, b Feed) {
 						"after", last, "next", msg.ID)
 					b.Lost(next)
 				}
-				last, _, _ = cutID(msg.ID)
+				last, _, _ = strings.Cut(msg.ID, "-")
 				if ev := toEvent(msg.ID, msg.Values); ev != nil {
 					evs = append(evs, ev)
 				}
@@ -81,15 +82,6 @@ func (bus *Bus) read(ctx context.Context, b Feed) {
 		b.Deliver(evs...)
 		clear(evs)
 	}
-}
-
-func cutID(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '-' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // connected records that Redis answered.

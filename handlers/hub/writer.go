@@ -57,11 +57,11 @@ type shard struct {
 const (
 	maxTick = time.Second           // heartbeat, expiry and write-timeout resolution
 	minTick = 10 * time.Millisecond // for very short heartbeats (tests)
-	// yieldEvery streams served (about 0.3 ms of writes), a writer lets the process's
-	// other threads run, and other goroutines too when the writers hold every processor,
-	// so that request handlers (publishes, new streams) and the broker's dispatcher are
-	// not kept waiting behind a long pass: on a busy core, the kernel would otherwise
-	// leave a woken thread waiting for up to 10 ms.
+	// yieldEvery streams served, a writer lets the process's other threads run, and
+	// other goroutines too when the writers hold every processor, so that request
+	// handlers (publishes, new streams) and the broker's dispatcher are not kept waiting
+	// behind a long pass: on a busy core, the kernel would otherwise leave a woken thread
+	// waiting for up to 10 ms.
 	yieldEvery = 32
 	// finishPerRound bounds the ended streams reported per round. Each report detaches a
 	// subscription, and with presence on that is a user_left event for every stream: a
@@ -176,7 +176,7 @@ func (sh *shard) drain() {
 		for i, s := range sh.work {
 			sh.work[i] = nil
 			s.queued.Store(false)
-			sh.serve(s)
+			sh.pump(s)
 			if served++; served%yieldEvery == 0 {
 				if sh.h.gosched {
 					runtime.Gosched()
@@ -234,9 +234,9 @@ func (sh *shard) report(n int) {
 	sh.finished = sh.finished[:rest]
 }
 
-// serve writes whatever s has waiting: the rest of an earlier write, then its events as
+// pump writes whatever s has waiting: the rest of an earlier write, then its events as
 // one chunk; it ends s when its client left or its subscription ended.
-func (sh *shard) serve(s *hstream) {
+func (sh *shard) pump(s *hstream) {
 	if s.ended {
 		return
 	}
@@ -339,7 +339,7 @@ func (sh *shard) check(s *hstream, now time.Time) {
 			sh.end(s, ErrWriteTimeout)
 		} else if sh.h.watch == nil || s.fd < 0 {
 			s.writable.Store(true)
-			sh.serve(s)
+			sh.pump(s)
 		}
 	case now.Sub(s.lastWrite) >= s.Heartbeat:
 		sh.send(s, heartbeatChunk)
