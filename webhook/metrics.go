@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer, queued func() float64) (*metrics, err
 	for _, c := range []prometheus.Collector{m.dropped, m.sent, m.events, m.failed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "crier_webhook_queue_events",
-			Help: "Webhook events waiting to be sent.",
+			Help: "Webhook events not sent yet: queued, or in a request not answered yet.",
 		}, queued)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -36,9 +36,18 @@ type event struct {
 // stop at six digits), so that a backend can order one user's connects and disconnects.
 const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-func newEvent(a broker.Activity) event {
-	return event{Type: string(a.Kind), Subscriber: a.Subscriber, User: a.User, Topic: a.Topic,
-		Time: a.Time.UTC().Format(timeLayout)}
+// encode renders a batch as the request body. It runs on the sender's goroutine, so that
+// Observe, under the broker's lock, only copies the activity.
+func encode(batch []broker.Activity) []byte {
+	events := make([]event, len(batch))
+	for i, a := range batch {
+		events[i] = event{Type: string(a.Kind), Subscriber: a.Subscriber, User: a.User, Topic: a.Topic,
+			Time: a.Time.UTC().Format(timeLayout)}
+	}
+	body, _ := json.Marshal(struct { // strings only: it cannot fail
+		Events []event `json:"events"`
+	}{events})
+	return body
 }
 
 // sign returns the X-Crier-Signature value of body.
@@ -50,10 +59,8 @@ func sign(secret, body []byte) string {
 
 // deliver sends batch until the backend answers 2xx, waiting a growing backoff between
 // attempts. It reports false when Close gave up first.
-func (s *Sender) deliver(batch []event) bool {
-	body, _ := json.Marshal(struct { // strings only: it cannot fail
-		Events []event `json:"events"`
-	}{batch})
+func (s *Sender) deliver(batch []broker.Activity) bool {
+	body := encode(batch)
 	sig := sign(s.opts.Secret, body)
 	for failures := 0; ; failures++ {
 		err := s.post(body, sig)

@@ -33,7 +33,7 @@ const (
 type Options struct {
 	URL    string // where batches are POSTed: an http or https URL
 	Secret []byte // key of the X-Crier-Signature HMAC-SHA256
-	// Queue bounds the events waiting to be sent (besides the batch in flight). An event
+	// Queue bounds the events waiting to be sent, the batch being sent included. An event
 	// that finds it full is dropped, counted and logged. Zero: DefaultQueue.
 	Queue int
 	// Batch is the most events one request carries. Zero: DefaultBatch.
@@ -70,8 +70,8 @@ type Sender struct {
 	m    *metrics
 
 	mu          sync.Mutex
-	queue       []event
-	inFlight    int    // events of the batch being sent
+	queue       []broker.Activity
+	inFlight    int    // events taken off the queue and not sent yet; they count towards the bound
 	closed      bool   // Close was called: Observe drops
 	overflowing bool   // events were dropped since the queue was last empty
 	episodeLost uint64 // how many
@@ -118,7 +118,10 @@ func New(opts Options) (*Sender, error) {
 	}
 	s.m = m
 	s.abort, s.cancel = context.WithCancel(context.Background())
-	go s.run()
+	// Both buffers the goroutine swaps are made full size now, so that Observe, under the
+	// broker's lock, never grows one (a copy of up to Queue events).
+	s.queue = make([]broker.Activity, 0, opts.Queue)
+	go s.run(make([]broker.Activity, 0, opts.Queue))
 	s.log.Info("webhook sender started", "queue", opts.Queue, "batch", opts.Batch)
 	return s, nil
 }
@@ -148,7 +151,7 @@ func redacted(raw string) string {
 func (s *Sender) Observe(a broker.Activity) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || len(s.queue) >= s.opts.Queue {
+	if s.closed || len(s.queue)+s.inFlight >= s.opts.Queue {
 		s.m.dropped.Inc()
 		s.episodeLost++
 		if !s.overflowing {
@@ -157,7 +160,7 @@ func (s *Sender) Observe(a broker.Activity) {
 		}
 		return
 	}
-	s.queue = append(s.queue, newEvent(a))
+	s.queue = append(s.queue, a)
 	if len(s.queue) == 1 {
 		signal(s.kick)
 	}
@@ -173,7 +176,7 @@ func signal(c chan struct{}) {
 func (s *Sender) queued() float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return float64(len(s.queue))
+	return float64(len(s.queue) + s.inFlight)
 }
 
 // Close stops taking events and sends what is queued, retrying as usual, until ctx
@@ -206,42 +209,42 @@ func (s *Sender) Close(ctx context.Context) error {
 	return fmt.Errorf("webhook: %d events not delivered before shutdown", lost)
 }
 
-// run sends the queue, a batch at a time, until Close.
-func (s *Sender) run() {
+// run sends the queue, a batch at a time, until Close. It takes the whole queue at once,
+// swapping it with buf, so that Observe never waits for more than that swap: a copy of a
+// long queue under the lock would hold up the broker.
+func (s *Sender) run(buf []broker.Activity) {
 	defer close(s.done)
 	for {
-		batch, ok := s.next()
-		if !ok {
+		var ok bool
+		if buf, ok = s.take(buf[:0]); !ok {
 			return
 		}
-		if batch == nil {
-			continue
+		for sent := 0; sent < len(buf); {
+			n := min(len(buf)-sent, s.opts.Batch)
+			if !s.deliver(buf[sent : sent+n]) {
+				return // aborted: Close counts what was taken and not sent as lost
+			}
+			sent += n
+			s.mu.Lock()
+			s.inFlight -= n
+			s.mu.Unlock()
 		}
-		if !s.deliver(batch) {
-			return // aborted: Close counts the batch as lost
-		}
-		s.mu.Lock()
-		s.inFlight = 0
-		s.mu.Unlock()
+		clear(buf)
 	}
 }
 
-// next takes the next batch off the queue, waiting for one; nil when there was only a
-// signal to handle. It reports false when the Sender should stop: Close was called and
-// the queue is empty, or Close gave up.
-func (s *Sender) next() ([]event, bool) {
+// take returns the queue, leaving spare in its place; when the queue is empty it waits
+// for a signal and returns spare empty. It reports false when the Sender should stop:
+// Close was called and everything is sent, or Close gave up.
+func (s *Sender) take(spare []broker.Activity) ([]broker.Activity, bool) {
 	s.mu.Lock()
-	n := min(len(s.queue), s.opts.Batch)
-	if n > 0 {
-		batch := append([]event(nil), s.queue[:n]...)
-		rest := copy(s.queue, s.queue[n:])
-		clear(s.queue[rest:])
-		s.queue = s.queue[:rest]
-		s.inFlight = n
+	if len(s.queue) > 0 {
+		got := s.queue
+		s.queue, s.inFlight = spare, len(got)
 		s.mu.Unlock()
-		return batch, true
+		return got, true
 	}
-	// The queue is empty: an overflow episode, if any, is over.
+	// Everything is sent: an overflow episode, if any, is over.
 	lost := s.episodeLost
 	ended := s.overflowing
 	if ended {
@@ -261,11 +264,11 @@ func (s *Sender) next() ([]event, bool) {
 	case <-s.overflow:
 		s.warnOverflow()
 	case <-s.drain:
-		return nil, false
+		return spare, false
 	case <-s.abort.Done():
-		return nil, false
+		return spare, false
 	}
-	return nil, true
+	return spare, true
 }
 
 // warnOverflow logs the start of an overflow episode; its end is logged once the queue
