@@ -213,7 +213,7 @@ func (l *loop) connect(c *client, s *stream) error {
 		}
 		// The timer is set before the loop can see the stream, and under its lock, since
 		// the loop reads it when the stream ends.
-		timer := time.AfterFunc(openTimeout, func() {
+		timer := time.AfterFunc(s.pool.openTimeout(), func() {
 			if !s.readied.Load() {
 				s.timedOut.Store(true)
 				l.requestClose(s)

@@ -37,6 +37,9 @@ func (r *runner) herd(ctx context.Context) (res result, err error) {
 	p := newPool(r.c, r.o.topic, r.o.bufSize, r.loops)
 	p.resumeFrom(r.o.topic, seen)
 	p.gap = r.o.arrive / time.Duration(max(n, 1))
+	// crier holds arrivals back until its writers can take them (like a browser's
+	// EventSource, a client waits as long as that takes): only the run's limit bounds it.
+	p.opening = r.o.timeout
 	defer func() {
 		res.fillStreams(p) // before closing: the tool's own closes are not the server's
 		p.closeAll()

@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// openTimeout bounds connecting, the response header and the first line of a stream.
+// openTimeout bounds connecting, the response header and the first line of a stream,
+// unless the pool says otherwise.
 const openTimeout = 15 * time.Second
 
 var errClosing = errors.New("loadtest: stream closed by the tool")
@@ -38,6 +39,7 @@ type pool struct {
 	request []byte        // the GET /events request, the same for every stream
 	bufSize int           // initial read buffer per stream
 	gap     time.Duration // between the starts of two streams' opening (0: as fast as concurrency allows)
+	opening time.Duration // bound on opening one stream; 0 means openTimeout
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,6 +78,13 @@ func (p *pool) makeRequest(topic, lastID string) []byte {
 		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", lastID)
 	}
 	return append(req, "\r\n"...)
+}
+
+func (p *pool) openTimeout() time.Duration {
+	if p.opening > 0 {
+		return p.opening
+	}
+	return openTimeout
 }
 
 // resumeFrom makes the streams opened from now on resume after lastID on topic.
@@ -285,7 +294,7 @@ func (s *stream) ended(err error) {
 // open sends the request and reads up to the first line of the stream: crier sends its
 // retry field at once, so a stream counts as open when the server has subscribed it.
 func (s *stream) open(conn net.Conn) (int, error) {
-	conn.SetDeadline(time.Now().Add(openTimeout))
+	conn.SetDeadline(time.Now().Add(s.pool.openTimeout()))
 	if _, err := conn.Write(s.pool.request); err != nil {
 		return 0, err
 	}
