@@ -1,9 +1,13 @@
 package broker_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/crierhq/crier/broker"
 )
@@ -57,4 +61,34 @@ func BenchmarkRoomJoinLeave(b *testing.B) {
 			})
 		}
 	}
+}
+
+// FuzzRoomEvent: whatever the topic and user (a JWT's sub may hold anything), a room
+// event's data is one JSON object that gives them back, so no user can forge a field.
+func FuzzRoomEvent(f *testing.F) {
+	f.Add("room/1", "alice", 2, 1)
+	f.Add("room/\"x\"", "a\"b\\c\u2028\x00\n", 0, 0)
+	f.Add("", "\xff\xfe", -1, 1<<40)
+	f.Fuzz(func(t *testing.T, topic, user string, members, conns int) {
+		ev := broker.RoomEvent(1, time.Unix(0, 0), broker.NameJoin, topic, user, members, conns)
+		var got struct {
+			Topic, User          string
+			Members, Connections int
+			Time                 string
+		}
+		dec := json.NewDecoder(bytes.NewReader(ev.Data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&got); err != nil || dec.More() {
+			t.Fatalf("data %q is not one JSON object of the room's fields: %v", ev.Data, err)
+		}
+		if bytes.ContainsAny(ev.Data, "\r\n") {
+			t.Fatalf("data %q holds a line break", ev.Data)
+		}
+		if utf8.ValidString(topic) && utf8.ValidString(user) && (got.Topic != topic || got.User != user) {
+			t.Fatalf("got topic %q user %q, want %q %q", got.Topic, got.User, topic, user)
+		}
+		if got.Members != members || got.Connections != conns || got.Time != "1970-01-01T00:00:00Z" {
+			t.Fatalf("got %+v from %q", got, ev.Data)
+		}
+	})
 }

@@ -26,3 +26,4 @@ node --test clients/js/test/*.test.js
 for target in FuzzPublish FuzzLastEventID FuzzStreamTopics; do
   go test -run '^$' -fuzz "^${target}\$" -fuzztime 20000x ./handlers/
 done
+go test -run '^$' -fuzz '^FuzzRoomEvent$' -fuzztime 20000x ./broker/
