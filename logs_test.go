@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -57,10 +58,12 @@ func TestLogFormats(t *testing.T) {
 			cancel()
 			resp.Body.Close()
 
-			deadline := time.Now().Add(5 * time.Second)
-			for !strings.Contains(p.Output(), "stream closed") && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if !strings.Contains(p.Output(), "stream closed") {
+					return errors.New("no stream closed line logged")
+				}
+				return nil
+			})
 			p.Signal(syscall.SIGTERM)
 			if code, err := p.Wait(10 * time.Second); code != 0 || err != nil {
 				t.Fatalf("exit %d, %v", code, err)

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 // TestIndependentClientResumes uses a widely used Go SSE client library, which reconnects
@@ -61,11 +63,12 @@ func TestIndependentClientResumes(t *testing.T) {
 			}
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); s.broker.Subscribers() != 1; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the client did not connect")
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := s.broker.Subscribers(); n != 1 {
+			return fmt.Errorf("the client did not connect: %d subscribers", n)
 		}
-	}
+		return nil
+	})
 
 	_, one, _ := s.post(t, "text/plain", "", "one", nil)
 	wait(1)

@@ -93,20 +93,22 @@ func TestTwentyStreamsOnOneHTTP2Connection(t *testing.T) {
 }
 
 // A stream lives much longer than the server's WriteTimeout and the per-write timeout,
-// idle between heartbeats longer than either, on every protocol.
+// idle between heartbeats longer than either, on every protocol. The timeouts are short
+// but not too short: over TLS the server's WriteTimeout bounds the handshake too, which
+// a loaded machine running the race detector once took longer than 100 ms for.
 func TestStreamOutlivesWriteTimeouts(t *testing.T) {
 	t.Parallel()
 	for _, proto := range []string{"h1", "h2", "h2c"} {
 		t.Run(proto, func(t *testing.T) {
 			t.Parallel()
 			h, _ := opsHandler(t, func(o *handlers.Options) {
-				o.WriteTimeout = 100 * time.Millisecond
-				o.Heartbeat = 300 * time.Millisecond
+				o.WriteTimeout = time.Second
+				o.Heartbeat = 3 * time.Second
 			})
-			srv, c, _ := protoServer(t, proto, h, 100*time.Millisecond)
+			srv, c, _ := protoServer(t, proto, h, time.Second)
 			s := opsOpen(t, c, srv.URL+"/events", nil)
 			s.next(t, "new_user", 5*time.Second)
-			time.Sleep(800 * time.Millisecond)
+			time.Sleep(4 * time.Second)
 			if code, body := opsPublish(t, c, srv.URL, opsToken, `{"event":"late","data":1}`, nil); code != 200 {
 				t.Fatalf("publish: %d %s", code, body)
 			}

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/crierhq/crier/handlers/hub"
 	"github.com/crierhq/crier/handlers/sse"
 	"github.com/crierhq/crier/internal/ssetest"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 // hubServer serves crier's handler with a hub on a real port; wrap, when set, wraps the
@@ -159,11 +161,12 @@ func TestHubStopsEverything(t *testing.T) {
 				_, resp, _ := rawStream(t, srv, "")
 				bodies = append(bodies, resp.Body)
 			}
-			for deadline := time.Now().Add(5 * time.Second); b.Subscribers() < 20; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d of 20 streams subscribed", b.Subscribers())
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if n := b.Subscribers(); n < 20 {
+					return fmt.Errorf("%d of 20 streams subscribed", n)
 				}
-			}
+				return nil
+			})
 			b.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -178,12 +181,13 @@ func TestHubStopsEverything(t *testing.T) {
 			hb.Close() // idempotent
 			srv.Close()
 			srv.Client().CloseIdleConnections()
-			for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if n := runtime.NumGoroutine(); n > before {
 					buf := make([]byte, 1<<16)
-					t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+					return fmt.Errorf("%d goroutines, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 				}
-			}
+				return nil
+			})
 		})
 	}
 }

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 func TestMetrics(t *testing.T) {
@@ -147,8 +149,7 @@ func TestLogs(t *testing.T) {
 	s.Close()
 
 	var lines []map[string]any
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		lines = lines[:0]
 		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 			var m map[string]any
@@ -157,11 +158,11 @@ func TestLogs(t *testing.T) {
 			}
 			lines = append(lines, m)
 		}
-		if opsFind(lines, "stream closed") != nil || time.Now().After(deadline) {
-			break
+		if opsFind(lines, "stream closed") == nil {
+			return errors.New("no stream closed line logged")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	opened, closed := opsFind(lines, "stream opened"), opsFind(lines, "stream closed")
 	if opened == nil || closed == nil {

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/crierhq/crier/handlers"
 	"github.com/crierhq/crier/handlers/sse"
 	"github.com/crierhq/crier/internal/ssetest"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 const opsToken = "ops-secret"
@@ -188,17 +190,12 @@ func opsScrape(t *testing.T, client *http.Client, base string) map[string]float6
 // opsWaitMetric polls /metrics until name has value want, for at most 5 seconds.
 func opsWaitMetric(t *testing.T, client *http.Client, base, name string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, ok := opsScrape(t, client, base)[name]
-		if ok && got == want {
-			return
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if got, ok := opsScrape(t, client, base)[name]; !ok || got != want {
+			return fmt.Errorf("%s = %v (present: %v), want %v", name, got, ok, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v (present: %v), want %v", name, got, ok, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func opsServer(t *testing.T, h http.Handler) *httptest.Server {

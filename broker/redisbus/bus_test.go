@@ -37,13 +37,7 @@ func startNode(t testing.TB, url, prefix string, opts broker.Options, tune func(
 	bus.Start(b)
 	n := &node{Broker: b, bus: bus}
 	t.Cleanup(n.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready: %v", b.Ready())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, b.Ready)
 	return n
 }
 
@@ -80,13 +74,7 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 		t.Fatal("Publish succeeded while redis is down")
 	}
 	r.Start()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready 10s after redis came up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, b.Ready) // after redis came up
 	if _, err := b.Publish(context.Background(), broker.Message{Data: []byte(`1`)}); err != nil {
 		t.Fatalf("Publish after redis came up: %v", err)
 	}

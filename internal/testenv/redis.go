@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -68,17 +69,17 @@ func (r *Redis) Start() {
 	r.mu.Lock()
 	r.cmd, r.done = cmd, done
 	r.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.Ping() {
+	Eventually(r.t, 10*time.Second, func() error {
 		select {
 		case <-done:
 			r.t.Fatalf("redis-server exited at start:\n%s", r.output())
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server did not answer PING on %s within 10s", r.Addr)
+		if !r.Ping() {
+			return fmt.Errorf("redis-server does not answer PING on %s", r.Addr)
 		}
-	}
+		return nil
+	})
 }
 
 // Stop shuts the server down cleanly (SIGTERM: the append-only file is flushed) and
