@@ -52,9 +52,11 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 		HistoryTTL:     cfg.HistoryTTL,
 		HistoryMemory:  int64(cfg.HistoryMemory),
 		Buffer:         cfg.Buffer,
+		PublishWait:    cfg.PublishWait,
 		MaxSubscribers: cfg.MaxSubscribers,
 		Presence:       cfg.Presence,
 		Encode:         sse.Encode,
+		Log:            log,
 	}
 	if len(cfg.rooms) > 0 {
 		bopts.Rooms = cfg.rooms.Match

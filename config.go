@@ -31,6 +31,7 @@ type config struct {
 	HistoryTTL      time.Duration
 	HistoryMemory   size
 	Buffer          int
+	PublishWait     time.Duration
 	MaxSubscribers  int
 	Presence        bool
 	MaxBody         size
@@ -76,6 +77,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	c.HistoryMemory = 256 << 20
 	fs.Var(&c.HistoryMemory, "history-memory", "bound on the memory that all retained events take together, in bytes with an optional KiB/MiB suffix; beyond it the oldest events of any topic leave first (0: no bound)")
 	fs.IntVar(&c.Buffer, "buffer", 256, "events queued per subscriber before it counts as slow and is cut off")
+	fs.DurationVar(&c.PublishWait, "publish-wait", 5*time.Second, "how long a publish may wait for room while crier itself is behind delivering, before it answers 503")
 	fs.IntVar(&c.MaxSubscribers, "max-subscribers", 0, "open streams allowed at once (0: unlimited)")
 	fs.BoolVar(&c.Presence, "presence", true, "broadcast new_user/user_left events (false: none, for very large audiences)")
 	fs.StringVar(&c.PresenceTopics, "presence-topics", "", "comma-separated topic `patterns` that are rooms: their streams get join/leave when a user's first stream in the room opens and its last ends, and GET /presence?topic= lists the members ('*' matches any run of characters; empty: no rooms)")
@@ -148,7 +150,7 @@ func (c *config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"shutdown-timeout", c.ShutdownTimeout}, {"header-timeout", c.HeaderTimeout}} {
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"shutdown-timeout", c.ShutdownTimeout}, {"header-timeout", c.HeaderTimeout}, {"publish-wait", c.PublishWait}} {
 		if d.v <= 0 {
 			return bad(d.name, d.v, "must be a positive duration")
 		}

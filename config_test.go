@@ -25,14 +25,15 @@ func TestConfigDefaultsEnvAndFlags(t *testing.T) {
 				c.Presence && c.MaxBody == 1<<20 && c.PublishToken == "" && c.RedisURL == "" &&
 				c.ShutdownTimeout == 10*time.Second && c.LogFormat == "text" && c.LogLevel == "info" &&
 				c.HistoryTTL == 0 && c.HistoryMemory == 256<<20 &&
-				c.ReconnectSpread == 5*time.Second
+				c.ReconnectSpread == 5*time.Second && c.PublishWait == 5*time.Second
 		}},
 		{"env", nil, map[string]string{
 			"CRIER_MAX_SUBSCRIBERS": "5", "CRIER_PRESENCE": "false", "CRIER_MAX_BODY": "64KiB",
 			"CRIER_HEARTBEAT": "1m", "CRIER_PUBLISH_TOKEN": "tok", "CRIER_CORS_ORIGINS": "https://a.example,https://b.example",
 			"CRIER_REDIS_URL": "redis://127.0.0.1:6379/0", "CRIER_LOG_FORMAT": "json", "CRIER_RECONNECT_SPREAD": "0s",
+			"CRIER_PUBLISH_WAIT": "250ms",
 		}, func(c *config) bool {
-			return c.ReconnectSpread == 0 && c.MaxSubscribers == 5 && !c.Presence && c.MaxBody == 64<<10 && c.Heartbeat == time.Minute &&
+			return c.ReconnectSpread == 0 && c.PublishWait == 250*time.Millisecond && c.MaxSubscribers == 5 && !c.Presence && c.MaxBody == 64<<10 && c.Heartbeat == time.Minute &&
 				c.PublishToken == "tok" && len(c.origins()) == 2 && c.RedisURL != "" && c.LogFormat == "json"
 		}},
 		{"a flag wins over its variable", []string{"-history", "7", "-max-body", "2MiB"},
@@ -77,6 +78,7 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 		{"negative history ttl", []string{"-history-ttl", "-1m"}, nil, "-history-ttl", "-1m"},
 		{"history memory in MB", []string{"-history-memory", "10MB"}, nil, "-history-memory", "10MB"},
 		{"negative history memory variable", nil, map[string]string{"CRIER_HISTORY_MEMORY": "-1"}, "CRIER_HISTORY_MEMORY", "-1"},
+		{"zero publish wait", []string{"-publish-wait", "0s"}, nil, "-publish-wait", "0s"},
 		{"not a number", []string{"-max-subscribers", "many"}, nil, "-max-subscribers", "many"},
 		{"not a bool", []string{"-presence=maybe"}, nil, "-presence", "maybe"},
 		{"unknown log format", []string{"-log-format", "xml"}, nil, "-log-format", "xml"},
@@ -121,7 +123,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	if code := run(context.Background(), []string{"-h"}, env(nil), &stdout, &stderr); code != 0 {
 		t.Fatalf("-h exit %d", code)
 	}
-	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-history-ttl", "-history-memory", "CRIER_HISTORY_MEMORY", "-buffer",
+	for _, want := range []string{"-addr", "-cors-origins", "-heartbeat", "-retry", "-history", "-history-ttl", "-history-memory", "CRIER_HISTORY_MEMORY", "-buffer", "-publish-wait",
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
 		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck", "-reconnect-spread",
 		"-private-topics", "-presence-topics", "CRIER_PRESENCE_TOPICS", "/presence", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -26,9 +27,17 @@ type Options struct {
 	// together (data, wire bytes and the structures that hold them); beyond it the oldest
 	// events of any topic leave first. Zero sets no bound.
 	HistoryMemory int64
-	// Buffer is how many events may wait for a subscriber before it is cut off.
-	// Zero means DefaultBuffer.
+	// Buffer is how many events may wait for a subscriber. Once that many wait while
+	// its connection is blocked (Subscription.SetBlocked), it is cut off; while it is
+	// not, the broker waits for it instead. Zero means DefaultBuffer.
 	Buffer int
+	// PublishWait bounds how long Publish waits for room while delivery is behind
+	// publishing; then it returns ErrBusy and accepts nothing. Zero means
+	// DefaultPublishWait.
+	PublishWait time.Duration
+	// Log is told once when delivery falls behind publishing and once when it has
+	// caught up. Nil logs nothing.
+	Log *slog.Logger
 	// MaxSubscribers limits the open subscriptions; zero means no limit.
 	MaxSubscribers int
 	// Presence makes the broker announce every attach (new_user) and detach (user_left)
@@ -74,6 +83,7 @@ type Receipt struct {
 type Broker struct {
 	opts   Options
 	encode Encoder
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	clock   clock
@@ -90,8 +100,15 @@ type Broker struct {
 	delivered chan struct{}
 	outbox    []step        // for the dispatcher, in order
 	room      chan struct{} // closed when the dispatcher empties the outbox; made by a waiting publisher
+	// Delivery is behind publishing from a publisher's first wait for room until the
+	// dispatcher has been idle and no publisher has waited for calmAfter (overload.go).
+	behind        bool
+	behindSince   time.Time
+	lastWait      time.Time // when a publisher last stopped waiting for room
+	refusedBefore uint64    // stats.refused when delivery fell behind
 
 	kick    chan struct{} // cap 1: the outbox has something
+	spare   chan struct{} // cap 1: a subscription the dispatcher waits for has room
 	quit    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the dispatcher has returned
 
@@ -99,6 +116,7 @@ type Broker struct {
 	all     roster
 	byTopic map[string]*roster
 	slow    []*Subscription
+	full    []*Subscription // filled by the last event while not blocked: awaitRoom
 
 	stats counters
 }
@@ -111,13 +129,21 @@ func New(opts Options) *Broker {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.PublishWait <= 0 {
+		opts.PublishWait = DefaultPublishWait
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	b := &Broker{
 		opts:    opts,
 		encode:  opts.Encode,
+		log:     opts.Log,
 		clock:   clock{now: opts.Now},
 		members: make(map[*Subscription]struct{}),
 		rooms:   make(map[string]map[string]int),
 		kick:    make(chan struct{}, 1),
+		spare:   make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		byTopic: make(map[string]*roster),
@@ -150,7 +176,8 @@ func (b *Broker) limits() limits {
 // A message whose Key matches a retained event of the same publisher is not sent again:
 // the receipt carries the earlier id, or, when the two differ in topic, name or data,
 // the error is ErrKeyConflict. Publish waits only while the dispatcher is a full outbox
-// behind; ctx ends that wait.
+// behind (delivery is behind publishing: see overload.go); after Options.PublishWait it
+// returns ErrBusy, having accepted nothing, and ctx ends the wait earlier.
 func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	if m.Name == "" {
 		m.Name = NameMessage
@@ -164,7 +191,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.waitRoomLocked(ctx); err != nil {
+	if err := b.waitRoomLocked(ctx, true); err != nil {
 		return Receipt{}, err
 	}
 	now := b.opts.Now()
@@ -187,13 +214,15 @@ func (b *Broker) Publish(ctx context.Context, m Message) (Receipt, error) {
 	return Receipt{ID: id}, nil
 }
 
-// publishBus hands m to the bus; the event comes back through Deliver.
+// publishBus hands m to the bus; the event comes back through Deliver. While this node's
+// delivery is behind, it waits for room first, as a local publish does: the log would
+// otherwise take events faster than this node can deliver them.
 func (b *Broker) publishBus(ctx context.Context, m Message) (Receipt, error) {
 	b.mu.Lock()
-	closed := b.closed
+	err := b.waitRoomLocked(ctx, true)
 	b.mu.Unlock()
-	if closed {
-		return Receipt{}, ErrClosed
+	if err != nil {
+		return Receipt{}, err
 	}
 	r, err := b.opts.Bus.Publish(ctx, m)
 	if err != nil {
@@ -473,4 +502,5 @@ func newSubscriberID() string {
 type counters struct {
 	attached, detached, broadcasts, topical, presence atomic.Uint64
 	deliveries, replayed, cutoff, duplicates, gaps    atomic.Uint64
+	refused, waits, waited                            atomic.Uint64 // waited: nanoseconds
 }

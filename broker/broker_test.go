@@ -293,6 +293,7 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 		reader := subscribe(t, b, broker.Request{})
 		drain(t, stalled)
 		drain(t, reader)
+		stalled.SetBlocked(true) // its connection stopped taking bytes
 
 		var last broker.Receipt
 		for i := range 20 {
@@ -368,24 +369,150 @@ func ExampleBroker() {
 	// Output: orders order_shipped {"order":42}
 }
 
-// TestLimitCountsFromFirstTake: a subscription whose consumer has not begun is not behind,
-// however many events a storm queues for it; once it has taken, the limit applies.
-func TestLimitCountsFromFirstTake(t *testing.T) {
+// TestFullQueueWaitsForItsConsumer: a subscription whose queue is full while its consumer
+// is not blocked is not behind (crier is): it is not cut off, the broker waits for it,
+// and publishers wait in turn, until Options.PublishWait ends a publish with ErrBusy,
+// accepting nothing. Once the consumer takes, every accepted event arrives, in order.
+func TestFullQueueWaitsForItsConsumer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Buffer: 4, PublishWait: 3 * time.Second})
+		s := subscribe(t, b, broker.Request{})
+		// The queue fills, then the dispatcher waits for it, then the outbox fills.
+		var (
+			accepted int
+			err      error
+			start    time.Time
+		)
+		for ; accepted < 3*broker.OutboxLimit; accepted++ {
+			start = time.Now()
+			if _, err = b.Publish(context.Background(), broker.Message{Data: fmt.Appendf(nil, "%d", accepted)}); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, broker.ErrBusy) || accepted < broker.OutboxLimit {
+			t.Fatalf("after %d publishes: %v, want ErrBusy once the outbox (%d) is full", accepted, err, broker.OutboxLimit)
+		}
+		if waited := time.Since(start); waited != 3*time.Second {
+			t.Errorf("the refused publish waited %s, want the publish wait, 3s", waited)
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("a full subscription whose consumer is not blocked: Err() = %v, want nil", err)
+		}
+		st := b.Stats()
+		if st.Refused != 1 || st.PublishWaits != 1 || st.PublishWaited != 3*time.Second || st.CutOff != 0 {
+			t.Errorf("stats: refused %d, waits %d, waited %s, cut off %d; want 1, 1, 3s, 0",
+				st.Refused, st.PublishWaits, st.PublishWaited, st.CutOff)
+		}
+
+		// The consumer catches up: a publish waiting meanwhile gets in.
+		done := make(chan error)
+		go func() {
+			_, err := b.Publish(context.Background(), broker.Message{Data: []byte("late")})
+			done <- err
+		}()
+		var got []*broker.Event
+		for len(got) < accepted+1 {
+			got = append(got, drain(t, s)...)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("a publish waiting while the consumer caught up: %v", err)
+		}
+		for i, ev := range got[:accepted] {
+			if string(ev.Data) != fmt.Sprint(i) {
+				t.Fatalf("event %d: %s, want %d", i, ev.Data, i)
+			}
+		}
+		if ev := got[accepted]; string(ev.Data) != "late" || len(got) != accepted+1 {
+			t.Fatalf("after the accepted events: %d more, the first %s; want one, late", len(got)-accepted, ev.Data)
+		}
+		if err := s.Err(); err != nil {
+			t.Errorf("Err() = %v after catching up, want nil", err)
+		}
+	})
+}
+
+// TestBlockedConsumerIsCutOffWhileBehind: while the broker waits for a consumer that is
+// not blocked, another whose connection is blocked is still cut off at its limit, and a
+// consumer that blocks while the broker waits for it is cut off instead of waited for.
+func TestBlockedConsumerIsCutOffWhileBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBroker(t, broker.Options{Buffer: 4})
-		s := subscribe(t, b, broker.Request{})
-		for i := range 10 {
-			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
-		}
-		if got := drain(t, s); len(got) != 10 {
-			t.Fatalf("before its first Take the subscription kept %d of 10 events", len(got))
-		}
-		for i := range 5 {
+		waited := subscribe(t, b, broker.Request{})
+		stuck := subscribe(t, b, broker.Request{})
+		stuck.SetBlocked(true)
+		for i := range 20 {
 			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "%d", i)})
 		}
 		synctest.Wait()
-		if err := s.Err(); !errors.Is(err, broker.ErrSlow) {
-			t.Fatalf("5 events behind a limit of 4 after taking: Err() = %v, want ErrSlow", err)
+		// Both queues are full: the broker waits for the one that is not blocked, and
+		// cuts the other off with its next event.
+		if err := stuck.Err(); err != nil {
+			t.Fatalf("blocked consumer before the next event: Err() = %v, want nil", err)
+		}
+		if got := drain(t, waited); len(got) != 4 {
+			t.Fatalf("the consumer waited for had %d events, want 4", len(got))
+		}
+		synctest.Wait()
+		if err := stuck.Err(); !errors.Is(err, broker.ErrSlow) {
+			t.Fatalf("blocked consumer: Err() = %v, want ErrSlow", err)
+		}
+		if err := waited.Err(); err != nil {
+			t.Fatalf("the consumer waited for: Err() = %v, want nil", err)
+		}
+		waited.SetBlocked(true)
+		synctest.Wait()
+		if err := waited.Err(); !errors.Is(err, broker.ErrSlow) {
+			t.Fatalf("a waited-for consumer that blocked: Err() = %v, want ErrSlow", err)
+		}
+		if st := b.Stats(); st.CutOff != 2 {
+			t.Errorf("cut off %d, want 2", st.CutOff)
+		}
+	})
+}
+
+// TestPeekAndConsume: Peek shows waiting events without removing them, replay first;
+// they count against the limit until consumed.
+func TestPeekAndConsume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Buffer: 4, History: 10})
+		for i := range 3 {
+			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "old%d", i)})
+		}
+		s := subscribe(t, b, broker.Request{Resume: true, LastEventID: "0"})
+		for i := range 4 {
+			publish(t, b, broker.Message{Data: fmt.Appendf(nil, "new%d", i)})
+		}
+		synctest.Wait()
+		var got []string
+		for {
+			evs, err := s.Peek(nil, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			again, _ := s.Peek(nil, 2)
+			if again[0] != evs[0] {
+				t.Fatalf("a second Peek began with %s, want %s again", again[0].Data, evs[0].Data)
+			}
+			for _, ev := range evs {
+				if ev.Name != broker.NameMissed {
+					got = append(got, string(ev.Data))
+				}
+			}
+			s.SetBlocked(true) // full and blocked: a fifth live event would cut it off
+			s.Consume(len(evs))
+			s.SetBlocked(false)
+		}
+		if want := "[old0 old1 old2 new0 new1 new2 new3]"; fmt.Sprint(got) != want {
+			t.Fatalf("peeked %v, want %s", got, want)
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("Err() = %v", err)
+		}
+		if n := s.Sent(); n != 8 { // the missed notice too: id 0 is not one crier made
+			t.Errorf("Sent() = %d, want 8", n)
 		}
 	})
 }

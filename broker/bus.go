@@ -108,7 +108,7 @@ func (b *Broker) Deliver(evs ...*Event) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.waitRoomLocked(context.Background()) != nil {
+	if b.waitRoomLocked(context.Background(), false) != nil {
 		return
 	}
 	now := b.opts.Now()

@@ -1,9 +1,6 @@
 package broker
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // The broker decides, under its lock, what happens and in which order: an event gets its
 // id, a subscription joins or leaves. Carrying that out for every subscriber (the fan-out,
@@ -20,8 +17,8 @@ type step struct {
 }
 
 // outboxLimit bounds the events waiting for the dispatcher; a publisher that finds the
-// outbox full waits for room, so that publishers faster than the fan-out are slowed down
-// instead of queuing without bound.
+// outbox full waits for room (overload.go), so that publishers faster than the fan-out
+// are slowed down instead of queuing without bound.
 const outboxLimit = 4096
 
 // enqueueLocked hands st to the dispatcher.
@@ -33,41 +30,19 @@ func (b *Broker) enqueueLocked(st step) {
 	}
 }
 
-// waitRoomLocked waits, releasing the lock meanwhile, until the outbox has room for an
-// event; it returns ErrClosed once the broker is closed, or ctx's error.
-func (b *Broker) waitRoomLocked(ctx context.Context) error {
-	for !b.closed && len(b.outbox) >= outboxLimit {
-		if b.room == nil {
-			b.room = make(chan struct{})
-		}
-		room := b.room
-		b.mu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			b.mu.Lock()
-			return ctx.Err()
-		}
-		b.mu.Lock()
-	}
-	if b.closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// signalRoomLocked wakes the publishers waiting for room.
-func (b *Broker) signalRoomLocked() {
-	if b.room != nil {
-		close(b.room)
-		b.room = nil
-	}
-}
-
 // dispatch carries out the outbox until Close; it owns the routing tables.
 func (b *Broker) dispatch() {
 	defer close(b.stopped)
-	var steps []step
+	var (
+		steps []step
+		calm  *time.Timer // while behind and idle: when to say that delivery caught up
+		calmC <-chan time.Time
+	)
+	defer func() {
+		if calm != nil {
+			calm.Stop()
+		}
+	}()
 	var expiry <-chan time.Time
 	if ttl := b.opts.HistoryTTL; ttl > 0 {
 		// Expired events leave history even when nothing is published or read, so that
@@ -84,6 +59,13 @@ func (b *Broker) dispatch() {
 			b.hist.expire(b.opts.Now())
 			b.mu.Unlock()
 			continue
+		case <-calmC:
+			calmC = nil
+			if again := b.caughtUp(); again > 0 {
+				calm.Reset(again)
+				calmC = calm.C
+			}
+			continue
 		case <-b.quit:
 			return
 		}
@@ -91,8 +73,17 @@ func (b *Broker) dispatch() {
 			b.mu.Lock()
 			steps, b.outbox = b.outbox, steps[:0]
 			b.signalRoomLocked()
+			behind := b.behind
 			b.mu.Unlock()
 			if len(steps) == 0 {
+				if behind && calmC == nil {
+					if calm == nil {
+						calm = time.NewTimer(calmAfter)
+					} else {
+						calm.Reset(calmAfter)
+					}
+					calmC = calm.C
+				}
 				break
 			}
 			for i, st := range steps {
@@ -102,6 +93,9 @@ func (b *Broker) dispatch() {
 				case st.leave != nil:
 					b.unroute(st.leave)
 				default:
+					if !b.awaitRoom() {
+						return
+					}
 					b.fanout(st.ev)
 				}
 				steps[i] = step{}
@@ -137,7 +131,9 @@ func (b *Broker) unroute(s *Subscription) {
 }
 
 // fanout queues ev for every subscriber that follows its topic. Subscribers whose queue
-// is full are cut off, and their departure announced in turn.
+// is full while their connection is blocked are cut off, and their departure announced in
+// turn; those whose queue is full otherwise are waited for before the next event
+// (awaitRoom).
 func (b *Broker) fanout(ev *Event) {
 	subs := &b.all
 	if ev.Topic != "" {
@@ -147,7 +143,10 @@ func (b *Broker) fanout(ev *Event) {
 	}
 	b.slow = b.slow[:0]
 	for _, s := range subs.subs {
-		if !s.push(ev) {
+		switch s.push(ev) {
+		case pushedFull:
+			b.full = append(b.full, s)
+		case pushedSlow:
 			b.slow = append(b.slow, s)
 		}
 	}

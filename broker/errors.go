@@ -11,4 +11,6 @@ var (
 	// ErrKeyConflict: an idempotency key was used again for a different event.
 	ErrKeyConflict = errors.New("broker: idempotency key reused for a different event")
 	ErrNotRoom     = errors.New("broker: not a room") // Room was asked about a topic that is not one
+	// ErrBusy: delivery stayed behind publishing for Options.PublishWait; nothing was accepted.
+	ErrBusy = errors.New("broker: delivery is behind; publish not accepted")
 )

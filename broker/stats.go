@@ -1,5 +1,7 @@
 package broker
 
+import "time"
+
 // Stats are running totals since the broker started, for metrics.
 type Stats struct {
 	Subscribers int    // open subscriptions now
@@ -17,6 +19,11 @@ type Stats struct {
 	// RetainedBytes is what this node's history takes now, as Options.HistoryMemory
 	// counts it.
 	RetainedBytes int64
+	Refused       uint64 // publishes refused with ErrBusy: delivery stayed behind for PublishWait
+	// PublishWaits counts the publishes that found delivery behind and waited for room
+	// (the refused ones included), and PublishWaited is the time they waited, in all.
+	PublishWaits  uint64
+	PublishWaited time.Duration
 }
 
 // Stats returns the broker's totals.
@@ -38,5 +45,8 @@ func (b *Broker) Stats() Stats {
 		CutOff:        b.stats.cutoff.Load(),
 		Duplicates:    b.stats.duplicates.Load(),
 		Gaps:          b.stats.gaps.Load(),
+		Refused:       b.stats.refused.Load(),
+		PublishWaits:  b.stats.waits.Load(),
+		PublishWaited: time.Duration(b.stats.waited.Load()),
 	}
 }

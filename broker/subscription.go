@@ -6,7 +6,15 @@ import (
 )
 
 // Subscription is one open stream's view of the broker: a bounded queue of shared events.
-// The stream drains it with Take whenever Ready fires. Safe for concurrent use.
+// The stream drains it with Take (or Peek and Consume) whenever Ready fires, and says with
+// SetBlocked when its connection stops taking bytes. Safe for concurrent use.
+//
+// The queue holds at most the broker's Buffer events; what a subscription holds beyond
+// the shared events is that many pointers (and a replay's, see Peek). When the queue is
+// full, two cases differ. A consumer that is blocked (its connection is full) is behind:
+// the next event cuts it off with ErrSlow. A consumer that is not blocked has simply not
+// been served yet: crier's own writers are behind, and the dispatcher waits
+// for it before it fans out another event, so that publishers wait in turn.
 type Subscription struct {
 	b       *Broker
 	id      string
@@ -18,8 +26,10 @@ type Subscription struct {
 
 	mu      sync.Mutex
 	backlog []*Event // replayed history, delivered before the live queue; not bounded by limit
-	queue   []*Event // live events, at most limit once the consumer has begun (taking)
-	taking  bool     // Take has been called: the stream is being written
+	queue   []*Event // live events waiting: queue[head:], at most limit of them
+	head    int      // events before it were consumed (Consume)
+	blocked bool     // the consumer's connection stopped taking bytes (SetBlocked)
+	awaited bool     // the dispatcher waits for this queue to have room
 	err     error    // why the subscription ended; nil while it is open
 	ready   chan struct{}
 	notify  func() // set by Notify; replaces signalling ready
@@ -64,7 +74,7 @@ func (s *Subscription) Notify(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.notify = f
-	if len(s.backlog)+len(s.queue) > 0 || s.err != nil {
+	if len(s.backlog)+s.live() > 0 || s.err != nil {
 		f()
 	}
 }
@@ -75,27 +85,82 @@ func (s *Subscription) Notify(f func()) {
 func (s *Subscription) Take(dst []*Event) ([]*Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.taking = true
 	if s.backlog != nil {
 		dst = append(dst, s.backlog...)
 		s.backlog = nil
 	}
-	if len(dst) == 0 && len(s.queue) > 0 {
+	if len(dst) == 0 && s.head == 0 && len(s.queue) > 0 {
 		// Swap buffers rather than copy: the caller's empty slice becomes the next queue.
 		dst, s.queue = s.queue, dst[:0]
 	} else {
-		dst = append(dst, s.queue...)
+		dst = append(dst, s.queue[s.head:]...)
 		clear(s.queue)
-		s.queue = s.queue[:0]
+		s.queue, s.head = s.queue[:0], 0
 	}
 	s.sent += uint64(len(dst))
+	s.roomLocked()
 	if len(dst) == 0 && s.err != nil {
 		return dst, s.err
 	}
 	return dst, nil
 }
 
-// Sent returns how many events Take has handed out.
+// Peek appends to dst up to max of the waiting events, oldest first, and leaves them
+// waiting: they count against the queue's limit until Consume removes them, so that a
+// consumer that writes a few at a time holds no copy of its own. Once the subscription
+// has ended and nothing is left, it returns the reason, as Take does.
+func (s *Subscription) Peek(dst []*Event, max int) ([]*Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(max, len(s.backlog))
+	dst = append(dst, s.backlog[:n]...)
+	if rest := max - n; rest > 0 {
+		live := s.queue[s.head:]
+		dst = append(dst, live[:min(rest, len(live))]...)
+	}
+	if len(dst) == 0 && s.err != nil {
+		return dst, s.err
+	}
+	return dst, nil
+}
+
+// Consume removes the n oldest waiting events, which the consumer has written.
+func (s *Subscription) Consume(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent += uint64(n)
+	if k := min(n, len(s.backlog)); k > 0 {
+		clear(s.backlog[:k])
+		if s.backlog = s.backlog[k:]; len(s.backlog) == 0 {
+			s.backlog = nil // a replay's slice goes as soon as it is written
+		}
+		n -= k
+	}
+	if n > 0 {
+		n = min(n, s.live())
+		clear(s.queue[s.head : s.head+n])
+		s.head += n
+		if s.head == len(s.queue) {
+			s.queue, s.head = s.queue[:0], 0
+		}
+	}
+	s.roomLocked()
+}
+
+// SetBlocked tells the subscription whether its consumer's connection has stopped taking
+// bytes: a write would block, or (where the consumer cannot tell) one is under way. Only
+// a blocked subscription is cut off when its queue is full; one that is not blocked makes
+// the broker wait for its consumer instead, since it is crier, not the client, that is
+// behind. The consumer should say so as soon as it knows, and clear it when the
+// connection takes bytes again.
+func (s *Subscription) SetBlocked(blocked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blocked = blocked
+	s.roomLocked()
+}
+
+// Sent returns how many events Take and Consume have handed out.
 func (s *Subscription) Sent() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,42 +184,88 @@ func (s *Subscription) Abandon() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gone = true
-	s.backlog, s.queue = nil, nil
+	s.backlog, s.queue, s.head = nil, nil, 0
+	s.roomLocked()
 }
 
 // Close detaches the subscription; the other subscribers are told with a user_left event.
 // Close is idempotent.
 func (s *Subscription) Close() { s.b.detach(s, ErrEnded) }
 
-// push queues ev. It reports false when the queue was full: the subscription is then ended
-// with ErrSlow and its queue dropped, and the broker must detach it. It never blocks.
-func (s *Subscription) push(ev *Event) bool {
+// pushResult is what became of an event offered to a subscription.
+type pushResult uint8
+
+const (
+	pushed     pushResult = iota // queued, or not for this subscription
+	pushedFull                   // queued, and the queue is full while its consumer is not blocked
+	pushedSlow                   // the subscription was cut off with ErrSlow instead
+)
+
+// push queues ev. When the queue is full and the consumer blocked, the subscription is
+// ended with ErrSlow and its queue dropped, and the broker must detach it; a full queue
+// whose consumer is not blocked is reported, and the broker waits for room (hasRoom)
+// before the next event. It never blocks.
+func (s *Subscription) push(ev *Event) pushResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil || s.gone || ev.ID <= s.skip {
-		return true
+		return pushed
 	}
 	if s.gate && (ev.Name == NameNewUser || ev.Name == NameUserLeft) {
 		if (ev.Name != NameNewUser || ev.who != s.id) && ev.ID <= s.gateEnd {
-			return true
+			return pushed
 		}
 		s.gate = false
 	}
-	// A subscription whose stream has not begun to be written (its handler is still
-	// writing the response head, or waits for the CPU) is not behind: the limit counts
-	// from the consumer's first Take. Until then the queue is bounded by how long a
-	// handler takes to start, not by how many events a storm of arrivals queues.
-	if s.taking && len(s.queue) >= s.limit {
+	n := s.live()
+	if n >= s.limit && s.blocked {
 		s.endLocked(ErrSlow)
-		return false
+		return pushedSlow
+	}
+	// Not blocked but full happens only when the consumer unblocked without taking
+	// since the broker last looked: one event past the limit, then the broker waits.
+	if len(s.queue) == cap(s.queue) && s.head > 0 {
+		k := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[k:])
+		s.queue, s.head = s.queue[:k], 0
 	}
 	s.queue = append(s.queue, ev)
-	if len(s.queue) == 1 {
+	if n == 0 {
 		// The consumer was told when the queue stopped being empty, and takes all of
 		// it: telling it again for every event would be wasted on a busy stream.
 		s.wake()
 	}
-	return true
+	if n+1 >= s.limit && !s.blocked {
+		return pushedFull
+	}
+	return pushed
+}
+
+// live is the number of live events waiting.
+func (s *Subscription) live() int { return len(s.queue) - s.head }
+
+// hasRoom reports whether the broker may fan out the next event without waiting for s;
+// when not, s tells the broker once it has (roomLocked).
+func (s *Subscription) hasRoom() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.awaited = !s.roomy()
+	return !s.awaited
+}
+
+// roomy: the queue has room to spare, or it does not matter because the consumer is
+// blocked (the next event cuts it off) or gone. Waiting for half the queue rather than
+// one slot lets the broker and the consumer take turns in batches.
+func (s *Subscription) roomy() bool {
+	return s.err != nil || s.gone || s.blocked || s.live() <= s.limit/2
+}
+
+// roomLocked tells the broker, should it wait for this subscription, that it has room.
+func (s *Subscription) roomLocked() {
+	if s.awaited && s.roomy() {
+		s.awaited = false
+		s.b.roomFor()
+	}
 }
 
 // install puts a replay from a Bus in front of the live events queued meanwhile, and
@@ -168,17 +279,18 @@ func (s *Subscription) install(backlog []*Event, skip uint64) {
 	}
 	s.skip = skip
 	kept := s.queue[:0]
-	for _, ev := range s.queue {
+	for _, ev := range s.queue[s.head:] {
 		if ev.ID > skip {
 			kept = append(kept, ev)
 		}
 	}
 	clear(s.queue[len(kept):])
-	s.queue = kept
+	s.queue, s.head = kept, 0
 	s.backlog = backlog
 	if len(s.backlog)+len(s.queue) > 0 {
 		s.wake()
 	}
+	s.roomLocked()
 }
 
 // end marks the subscription ended for reason, unless it already is; it reports whether
@@ -197,9 +309,10 @@ func (s *Subscription) endLocked(reason error) {
 	s.err = reason
 	if reason == ErrSlow || reason == ErrClosed {
 		// Nobody will write these: free them now rather than when the stream notices.
-		s.backlog, s.queue = nil, nil
+		s.backlog, s.queue, s.head = nil, nil, 0
 	}
 	s.wake()
+	s.roomLocked()
 }
 
 func (s *Subscription) wake() {

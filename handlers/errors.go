@@ -75,6 +75,8 @@ func brokerError(err error, retry time.Duration) error {
 		msg = "too many open streams; retry later"
 	case errors.Is(err, broker.ErrClosed):
 		msg = "the server is shutting down; retry later"
+	case errors.Is(err, broker.ErrBusy):
+		msg = "the server is behind delivering events and did not accept this one; retry later"
 	}
 	return &httpError{status: http.StatusServiceUnavailable, msg: msg, retryAfter: retrySeconds(retry)}
 }

@@ -65,7 +65,7 @@ type statsCollector struct {
 	stats func() broker.Stats
 
 	subscribers, attached, detached, published, presence,
-	deliveries, replayed, cutOff, duplicates, gaps, retained, retainedBytes *prometheus.Desc
+	deliveries, replayed, cutOff, duplicates, gaps, retained, retainedBytes, refused, waited *prometheus.Desc
 }
 
 func newStatsCollector(stats func() broker.Stats) *statsCollector {
@@ -89,13 +89,18 @@ func newStatsCollector(stats func() broker.Stats) *statsCollector {
 		retained: d("crier_history_events", "Events in this node's history."),
 		retainedBytes: d("crier_history_bytes",
 			"Bytes this node's history takes, as -history-memory counts them."),
+		refused: d("crier_publishes_refused_total",
+			"Publishes answered 503 and not accepted because delivery stayed behind publishing for -publish-wait.", "reason"),
+		waited: d("crier_publish_wait_seconds",
+			"Time publishes waited for room while delivery was behind publishing (count: publishes that waited)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.subscribers, c.attached, c.detached, c.published,
-		c.presence, c.deliveries, c.replayed, c.cutOff, c.duplicates, c.gaps, c.retained, c.retainedBytes} {
+		c.presence, c.deliveries, c.replayed, c.cutOff, c.duplicates, c.gaps, c.retained, c.retainedBytes,
+		c.refused, c.waited} {
 		ch <- d
 	}
 }
@@ -119,6 +124,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.gaps, s.Gaps)
 	ch <- prometheus.MustNewConstMetric(c.retained, prometheus.GaugeValue, float64(s.Retained))
 	ch <- prometheus.MustNewConstMetric(c.retainedBytes, prometheus.GaugeValue, float64(s.RetainedBytes))
+	counter(c.refused, s.Refused, "overload")
+	ch <- prometheus.MustNewConstSummary(c.waited, s.PublishWaits, s.PublishWaited.Seconds(), nil)
 }
 
 // BusUp returns a gauge, crier_bus_up, that is 1 while ready returns nil and 0 otherwise.

@@ -62,6 +62,8 @@ func TestMetrics(t *testing.T) {
 		"crier_publish_duplicates_total":                    1,
 		"crier_replayed_events_total":                       1,
 		"crier_slow_subscribers_total":                      0,
+		`crier_publishes_refused_total{reason="overload"}`:  0,
+		"crier_publish_wait_seconds_count":                  0,
 		`crier_publish_requests_total{code="200"}`:          3,
 		`crier_publish_requests_total{code="400"}`:          1,
 		`crier_publish_requests_total{code="401"}`:          1,

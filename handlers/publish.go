@@ -44,7 +44,12 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	receipt, err := h.broker.Publish(r.Context(), m)
 	if err != nil {
-		if !errors.Is(err, broker.ErrKeyConflict) {
+		switch {
+		case errors.Is(err, broker.ErrKeyConflict):
+		case errors.Is(err, broker.ErrBusy):
+			// The broker says once when it falls behind, not once per publish.
+			h.log.Debug("publish refused", "err", err, "request_id", middleware.GetReqID(r.Context()))
+		default:
 			h.log.Warn("publish failed", "err", err, "request_id", middleware.GetReqID(r.Context()))
 		}
 		writeErr(w, brokerError(err, h.retry))

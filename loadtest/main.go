@@ -10,6 +10,7 @@
 //	idle             open N streams and report the server's RSS growth per stream
 //	fanout           N streams, a publisher at a fixed rate: deliveries/s, loss, latency
 //	saturate         N streams, flow-controlled publishers as fast as delivery goes
+//	overload         N streams, open-loop publishers at a rate above capacity: cut, refused, lost
 //	publish-latency  POST /publish round trip while N streams are open
 //	presence         attach storms: one after another, then in batches
 //	herd             N clients arriving within a second, resuming with Last-Event-ID
@@ -77,6 +78,7 @@ type options struct {
 	size       int
 	publishers int
 	window     int
+	openLoop   bool
 	settle     time.Duration
 	drain      time.Duration
 	timeout    time.Duration
@@ -116,11 +118,22 @@ var scenarios = []scenario{
 	{"saturate", "-streams streams, -publishers keep-alive publishers as fast as delivery allows (see -window)",
 		func(fs *flag.FlagSet, o *options) {
 			loadFlags(fs, o, 1000, 0, 20*time.Second, 4)
-			fs.IntVar(&o.window, "window", 16, "events each publisher may have ahead of the slowest stream; keep publishers×window under\nthe server's -buffer (256) or slow streams are cut off; larger trades latency for throughput")
+			fs.IntVar(&o.window, "window", 16, "events each publisher may have ahead of the slowest stream; larger trades latency for\nthroughput; 0: none, publishers post back to back and the server slows them down")
 		},
 		func(r *runner, ctx context.Context) (result, error) {
 			r.o.rate = 0
 			return r.load(ctx, "saturate")
+		}},
+	{"overload", "-streams streams, -publishers open-loop publishers at -rate events/s in total (set it above what the server\n" +
+		"delivers): streams cut (dropped_streams), accepted (published), refused (503), unsent, lost",
+		func(fs *flag.FlagSet, o *options) {
+			loadFlags(fs, o, 1000, 8000, 20*time.Second, 64)
+			fs.Lookup("drain").DefValue = "30s"
+			o.drain = 30 * time.Second
+		},
+		func(r *runner, ctx context.Context) (result, error) {
+			r.o.openLoop = true
+			return r.load(ctx, "overload")
 		}},
 	{"publish-latency", "POST /publish round trip (publish_p50_ms, publish_p99_ms) at -rate while -streams streams are open",
 		func(fs *flag.FlagSet, o *options) {

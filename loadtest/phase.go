@@ -23,7 +23,10 @@ type phase struct {
 	stale     atomic.Int64 // load events of another phase
 	malformed atomic.Int64 // load events whose data could not be read
 	published atomic.Int64 // publishes answered 200
-	pubErrors atomic.Int64 // publishes that failed or were not answered 200
+	refused   atomic.Int64 // publishes answered 503: not accepted, so not owed to any stream
+	pubErrors atomic.Int64 // publishes that failed or were answered neither 200 nor 503
+	offered   atomic.Int64 // open loop: publishes the schedule called for
+	unsent    atomic.Int64 // open loop: of those, due while the publisher still waited for an answer
 	pubStart  atomic.Int64 // Unix nanoseconds of the first publish
 	pubEnd    atomic.Int64 // and when the publishers stopped
 	lastRecv  atomic.Int64 // Unix nanoseconds of the latest load event received
@@ -41,7 +44,8 @@ type phase struct {
 	liveWant              int64
 	liveAt                atomic.Int64 // when the liveWant-th live event arrived
 
-	win *window // nil unless publishers are flow-controlled
+	win  *window // nil unless publishers are flow-controlled
+	open bool    // open loop: publishers keep to the rate's schedule whatever the answers
 
 	errOnce  sync.Once
 	firstErr string // first publish error, for the log

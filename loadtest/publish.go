@@ -76,9 +76,13 @@ func (pb *publisher) close() {
 }
 
 // publishLoad sends load events for the phase with n publishers for d: at rate events
-// per second in total, or as fast as the phase's window allows when rate is 0. Each
-// publisher numbers its successful publishes 0, 1, 2 ...; a failed one is retried
-// with the same number.
+// per second in total, or back to back when rate is 0 (held back by the phase's window,
+// if it has one). Each publisher numbers its accepted publishes 0, 1, 2 ...; a failed or
+// refused one is tried again with the same number. In an open-loop phase (ph.open) a
+// publisher keeps to its schedule whatever the server answers: a refused publish is not
+// retried early, and the publishes that fell due while it still waited for an answer
+// are counted as unsent and skipped, so that a server that slows its publishers down
+// cannot lower the offered rate unseen.
 func publishLoad(ctx context.Context, c *client, ph *phase, n int, rate float64, d time.Duration, size int, topic string) {
 	start := time.Now()
 	ph.pubStart.Store(start.UnixNano())
@@ -105,6 +109,16 @@ func publishLoad(ctx context.Context, c *client, ph *phase, n int, rate float64,
 				}
 				if interval > 0 {
 					next := start.Add(offset + interval*time.Duration(k))
+					if ph.open {
+						if late := int(time.Since(next) / interval); late > 0 {
+							// Due while the last publish waited: skip them, counted.
+							late = min(late, int(end.Sub(next)/interval)+1)
+							ph.offered.Add(int64(late))
+							ph.unsent.Add(int64(late))
+							k += late
+							next = start.Add(offset + interval*time.Duration(k))
+						}
+					}
 					if !next.Before(end) {
 						return
 					}
@@ -115,10 +129,19 @@ func publishLoad(ctx context.Context, c *client, ph *phase, n int, rate float64,
 				if ph.win != nil {
 					ph.win.wait(ctx, int64(i), seq, timer)
 				}
-				if pb.publishOne(ph, seq, size) {
+				ph.offered.Add(1)
+				switch pb.publishOne(ph, seq, size) {
+				case publishAccepted:
 					seq++
-				} else if !sleepCtx(ctx, 10*time.Millisecond) {
-					return
+				case publishRefused:
+					if ph.open {
+						continue
+					}
+					fallthrough
+				default:
+					if !sleepCtx(ctx, 10*time.Millisecond) {
+						return
+					}
 				}
 			}
 		})
@@ -127,8 +150,17 @@ func publishLoad(ctx context.Context, c *client, ph *phase, n int, rate float64,
 	ph.pubEnd.Store(time.Now().UnixNano())
 }
 
+// publishOutcome is what became of one publish.
+type publishOutcome int
+
+const (
+	publishAccepted publishOutcome = iota // 200
+	publishRefused                        // 503: the server is behind or unavailable
+	publishFailed                         // anything else
+)
+
 // publishOne posts sequence number seq and records the outcome.
-func (pb *publisher) publishOne(ph *phase, seq int64, size int) bool {
+func (pb *publisher) publishOne(ph *phase, seq int64, size int) publishOutcome {
 	t0 := time.Now()
 	pb.body = append(pb.body[:0], `{"event":"`+loadEvent+`",`...)
 	if pb.topic != "" {
@@ -144,11 +176,14 @@ func (pb *publisher) publishOne(ph *phase, seq int64, size int) bool {
 	switch {
 	case err != nil:
 		ph.pubError(err.Error())
-		return false
+		return publishFailed
+	case status == 503:
+		ph.refused.Add(1)
+		return publishRefused
 	case status != 200:
 		ph.pubError(fmt.Sprintf("status %d: %s", status, truncate(resp)))
-		return false
+		return publishFailed
 	}
 	ph.published.Add(1)
-	return true
+	return publishAccepted
 }

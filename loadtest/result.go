@@ -20,6 +20,9 @@ type result struct {
 	Published        int64   `json:"published,omitempty"`
 	PublishedPerSec  float64 `json:"published_per_sec,omitempty"` // publishes answered 200 per second reached
 	PublishErrors    int64   `json:"publish_errors"`
+	Refused          int64   `json:"refused"`           // publishes answered 503, not accepted
+	Offered          int64   `json:"offered,omitempty"` // overload: publishes the open-loop schedule called for
+	Unsent           int64   `json:"unsent,omitempty"`  // overload: of those, due while the publisher awaited an answer
 	Deliveries       int64   `json:"deliveries"`
 	Expected         int64   `json:"expected_deliveries,omitempty"`
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
@@ -86,6 +89,8 @@ func (r *result) fillLoad(ph *phase, p *pool) {
 	r.Streams = ph.streams
 	r.Published = ph.published.Load()
 	r.PublishErrors = ph.pubErrors.Load()
+	r.Refused = ph.refused.Load()
+	r.Offered, r.Unsent = ph.offered.Load(), ph.unsent.Load()
 	r.Deliveries = ph.unique.Load() + ph.dups.Load()
 	r.Expected = ph.expected()
 	r.Lost = max(0, r.Expected-ph.unique.Load())

@@ -114,14 +114,19 @@ func (r *runner) load(ctx context.Context, name string) (result, error) {
 func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	ph := newPhase()
 	ph.streams = p.open.Load()
-	if rate <= 0 {
+	ph.open = r.o.openLoop
+	if rate <= 0 && r.o.window > 0 {
 		ph.win = newWindow(r.o.window, r.o.publishers, &p.open)
 	}
 	p.phase.Store(ph)
-	if rate > 0 {
+	switch {
+	case rate > 0:
 		r.logf("publishing %.0f events/s of %d bytes to %d streams for %s with %d publisher(s)",
 			rate, r.o.size, ph.streams, r.o.duration, r.o.publishers)
-	} else {
+	case ph.win == nil:
+		r.logf("publishing back to back, no window, to %d streams for %s with %d publishers",
+			ph.streams, r.o.duration, r.o.publishers)
+	default:
 		r.logf("publishing as fast as the server delivers (window %d per publisher) to %d streams for %s with %d publishers",
 			ph.win.size, ph.streams, r.o.duration, r.o.publishers)
 	}
@@ -134,6 +139,9 @@ func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	r.logf("published %d (%.0f/s, %d errors), delivered %d of %d, lost %d, duplicates %d; latency p50 %.2f ms p99 %.2f ms max %.2f ms",
 		ph.published.Load(), float64(ph.published.Load())/pubSecs, ph.pubErrors.Load(), ph.unique.Load()+ph.dups.Load(), ph.expected(),
 		max(0, ph.expected()-ph.unique.Load()), ph.dups.Load(), s.p50, s.p99, s.max)
+	if n := ph.refused.Load(); n > 0 || ph.open {
+		r.logf("refused with 503: %d; offered %d, unsent (due while a publisher waited) %d", n, ph.offered.Load(), ph.unsent.Load())
+	}
 	if ph.firstErr != "" {
 		r.logf("first publish error: %s", ph.firstErr)
 	}

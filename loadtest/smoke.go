@@ -26,6 +26,10 @@ func (r *runner) smoke(ctx context.Context) (result, error) {
 			func(ctx context.Context) (result, error) { return r.load(ctx, "publish-latency") }},
 		{"presence", func(o *options) { o.sequential, o.streams, o.batch = max(n/2, 1), n, 20 }, r.presence},
 		{"herd", func(o *options) { o.sequential, o.streams, o.arrive = 0, n, 200*time.Millisecond }, r.herd},
+		// Publishers with no window post faster than any server delivers: it must slow
+		// them down (or refuse some with 503), not cut streams off or lose events.
+		{"overload", func(o *options) { o.streams, o.rate, o.publishers, o.window, o.openLoop = n, 0, 8, 0, true },
+			func(ctx context.Context) (result, error) { return r.load(ctx, "overload") }},
 	}
 	res := result{Scenario: "smoke", ServerCPU: -1}
 	ok := true
@@ -93,6 +97,8 @@ func smokeProblem(pr result, o options) string {
 		case pr.Lost+pr.Duplicates+pr.IDRegressions+pr.Malformed+pr.PublishErrors > 0:
 			return fmt.Sprintf("lost %d, duplicates %d, id regressions %d, malformed %d, publish errors %d",
 				pr.Lost, pr.Duplicates, pr.IDRegressions, pr.Malformed, pr.PublishErrors)
+		case pr.Refused > 0 && pr.Scenario != "overload":
+			return fmt.Sprintf("%d publishes refused with 503", pr.Refused)
 		}
 	}
 	return ""

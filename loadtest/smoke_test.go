@@ -40,7 +40,7 @@ func TestSmoke(t *testing.T) {
 	if code != 0 || res.OK == nil || !*res.OK {
 		t.Fatalf("exit %d, result %s", code, last)
 	}
-	want := []string{"idle", "fanout", "saturate", "publish-latency", "presence", "herd"}
+	want := []string{"idle", "fanout", "saturate", "publish-latency", "presence", "herd", "overload"}
 	if len(res.Phases) != len(want) {
 		t.Fatalf("%d phases, want %d", len(res.Phases), len(want))
 	}
