@@ -50,7 +50,10 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkPresence(b *testing.B) {
 	for _, open := range []int{100, 1000, 5000} {
 		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
-			br := broker.New(broker.Options{Presence: true, Encode: wireStub})
+			// Queues hold every arrival's new_user: the setup drains one subscriber
+			// at a time, and the broker waits for a full queue whose consumer is not
+			// blocked.
+			br := broker.New(broker.Options{Presence: true, Encode: wireStub, Buffer: open + 2})
 			defer br.Close()
 			ss := make([]*broker.Subscription, open)
 			for i := range ss {
