@@ -40,7 +40,7 @@ func (st *streamer) stream(w http.ResponseWriter, r *http.Request, sub *broker.S
 	sse.SetHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	if err := st.write(w, rc, st.opening); err != nil {
+	if err := st.write(w, rc, sub, st.opening); err != nil {
 		return reasonFor(err)
 	}
 
@@ -52,12 +52,12 @@ func (st *streamer) stream(w http.ResponseWriter, r *http.Request, sub *broker.S
 		select {
 		case <-r.Context().Done():
 			if context.Cause(r.Context()) == errTokenExpired {
-				_ = st.write(w, rc, st.farewell())
+				_ = st.write(w, rc, sub, st.farewell())
 			}
 			return reasonFor(nil)
 		case <-tick.C:
 			if !active {
-				if err := st.write(w, rc, sse.Heartbeat); err != nil {
+				if err := st.write(w, rc, sub, sse.Heartbeat); err != nil {
 					return reasonFor(err)
 				}
 			}
@@ -66,7 +66,7 @@ func (st *streamer) stream(w http.ResponseWriter, r *http.Request, sub *broker.S
 			var err error
 			batch, err = sub.Take(batch[:0])
 			if len(batch) > 0 {
-				werr := st.writeBatch(w, rc, batch, tagged)
+				werr := st.writeBatch(w, rc, sub, batch, tagged)
 				clear(batch)
 				if werr != nil {
 					return reasonFor(werr)
@@ -77,7 +77,7 @@ func (st *streamer) stream(w http.ResponseWriter, r *http.Request, sub *broker.S
 				// Ended by crier: the client should come back. A slow client's socket is
 				// full, and waiting for it to take the farewell would hold its end up.
 				if !errors.Is(err, broker.ErrSlow) {
-					_ = st.write(w, rc, st.farewell())
+					_ = st.write(w, rc, sub, st.farewell())
 				}
 				return reasonFor(err)
 			}
@@ -85,24 +85,33 @@ func (st *streamer) stream(w http.ResponseWriter, r *http.Request, sub *broker.S
 	}
 }
 
+// This path cannot tell a full connection from a slow write (an HTTP/2 client that grants
+// no flow-control window blocks the flush until the write timeout): while a write is
+// under way, the subscription counts as blocked, so that -buffer bounds what waits for
+// the stream from its first byte on, and the broker never waits for it.
+
 // writeBatch writes every event of batch and flushes once.
-func (st *streamer) writeBatch(w http.ResponseWriter, rc *http.ResponseController, batch []*broker.Event, tagged bool) error {
+func (st *streamer) writeBatch(w http.ResponseWriter, rc *http.ResponseController, sub *broker.Subscription, batch []*broker.Event, tagged bool) error {
+	sub.SetBlocked(true)
+	defer sub.SetBlocked(false)
 	st.deadline(rc)
-	var line []byte // a tagged event's bytes, when they are not the shared ones
+	var tag []byte // a tagged event's topic line; its shared bytes follow, not copied
 	for _, ev := range batch {
-		b := ev.Wire()
-		if tagged && ev.Topic != "" {
-			line = sse.AppendEvent(line[:0], ev, true)
-			b = line
+		if tag = sse.AppendTag(tag[:0], ev, tagged); len(tag) > 0 {
+			if _, err := w.Write(tag); err != nil {
+				return errWrite
+			}
 		}
-		if _, err := w.Write(b); err != nil {
+		if _, err := w.Write(ev.Wire()); err != nil {
 			return errWrite
 		}
 	}
 	return st.flush(rc)
 }
 
-func (st *streamer) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
+func (st *streamer) write(w http.ResponseWriter, rc *http.ResponseController, sub *broker.Subscription, b []byte) error {
+	sub.SetBlocked(true)
+	defer sub.SetBlocked(false)
 	st.deadline(rc)
 	if _, err := w.Write(b); err != nil {
 		return errWrite

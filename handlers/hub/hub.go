@@ -246,29 +246,41 @@ func (h *Hub) Adopt(w http.ResponseWriter, r *http.Request, st Stream) bool {
 		return true
 	}
 	if n < len(head) {
-		s.pending = head[n:]
+		s.pending, s.held, s.since = head[n:], true, time.Now()
+		st.Sub.SetBlocked(true)
 	}
 	h.attach(s, conn)
 	return true
 }
 
 // attach hands s to a writer; conn, when the platform has no watcher for it, gets a
-// goroutine that notices the client hanging up.
+// goroutine that notices the client hanging up. The watcher learns of s before the
+// writer does: a writer that ended s at once, closing its socket, would otherwise leave
+// the watcher to register s under a descriptor number reused since by another stream,
+// whose notices would then go to s (handOver lets a test end s right there).
 func (h *Hub) attach(s *hstream, conn net.Conn) {
 	sh := h.shards[int(h.next.Add(1))%len(h.shards)]
 	s.sh = sh
+	// Marked ready before the watcher knows s: until the writer has it, a notice only
+	// sets its flags, and the writer sees them when it first serves s.
+	s.queued.Store(true)
+	watched := h.watch != nil && s.fd >= 0 && h.watch.add(s) == nil
 	sh.attach(s)
-	if h.watch == nil || s.fd < 0 || h.watch.add(s) != nil {
-		if conn != nil {
-			h.workers.Add(1)
-			go func() {
-				defer h.workers.Done()
-				awaitHangup(conn, s)
-			}()
-		}
+	if handOver != nil {
+		handOver(s)
+	}
+	if !watched && conn != nil {
+		h.workers.Add(1)
+		go func() {
+			defer h.workers.Done()
+			awaitHangup(conn, s)
+		}()
 	}
 	s.Sub.Notify(func() { sh.enqueue(s) })
 }
+
+// handOver, when set (by tests only), runs right after a stream is handed to its writer.
+var handOver func(*hstream)
 
 // awaitHangup reads conn until it fails: the client left, or the stream closed it.
 func awaitHangup(conn net.Conn, s *hstream) {

@@ -25,12 +25,17 @@ type hstream struct {
 	hungUp   atomic.Bool // the client closed its side, or the connection failed
 	writable atomic.Bool // the socket took a short write and has room again
 
-	idx       int    // position in sh.streams
-	pending   []byte // accepted for the client, not yet written: the head, or a short write's rest
-	blocked   bool   // the last write was short: wait until writable
-	since     time.Time
-	lastWrite time.Time
-	ended     bool
+	idx     int    // position in sh.streams
+	pending []byte // bytes other than events not yet written: the head's rest, a heartbeat's
+	// The chunk under way frames the chunkN events at the front of the subscription's
+	// queue (chunkSize bytes of them); chunkOff of its bytes are written. The events stay
+	// in the queue until the chunk is written, so the stream holds no copy of them.
+	chunkN, chunkSize, chunkOff int
+	blocked                     bool      // the last write was short: wait until writable
+	held                        bool      // the subscription was told so (SetBlocked)
+	since                       time.Time // when the stream last made progress, or began to wait
+	lastWrite                   time.Time
+	ended                       bool
 }
 
 // shard is one writer goroutine and the streams it owns.
@@ -72,6 +77,12 @@ const (
 	// Hub.pace): with presence on, each is an event for every stream, and a crowd
 	// arriving faster than the writers go round would otherwise overflow every queue.
 	admitPerPass = 64
+	// writeSlice bounds what one write sends, and so the bytes a writer copies for it:
+	// events are written from their shared wire bytes a slice at a time, however large
+	// a replay or an event, and a stream keeps none of them but as pointers in its queue.
+	writeSlice = 64 << 10
+	// chunkEvents bounds the events one chunk frames.
+	chunkEvents = 256
 )
 
 // ending is a stream that ended and why, for its Done.
@@ -234,8 +245,8 @@ func (sh *shard) report(n int) {
 	sh.finished = sh.finished[:rest]
 }
 
-// pump writes whatever s has waiting: the rest of an earlier write, then its events as
-// one chunk; it ends s when its client left or its subscription ended.
+// pump writes whatever s has waiting: the rest of an earlier write, then its events, a
+// chunk at a time; it ends s when its client left or its subscription ended.
 func (sh *shard) pump(s *hstream) {
 	if s.ended {
 		return
@@ -245,74 +256,132 @@ func (sh *shard) pump(s *hstream) {
 		return
 	}
 	if !sh.flush(s) {
-		if err := s.Sub.Err(); err != nil {
+		if err := s.Sub.Err(); err != nil && !s.ended {
 			sh.end(s, err)
 		}
 		return
 	}
 	for {
-		batch, err := s.Sub.Take(sh.batch[:0])
-		if len(batch) > 0 {
-			sh.buf = appendChunk(sh.buf[:0], batch, s.Tagged)
-			clear(batch)
-			sh.batch = batch[:0]
-			if !sh.send(s, sh.buf) {
-				return // the rest waits for room; the broker cuts s off should it fall behind
+		batch, err := s.Sub.Peek(sh.batch[:0], chunkEvents)
+		if len(batch) == 0 {
+			sh.batch = batch
+			if err != nil {
+				sh.end(s, err) // once ended, Peek reports it only when nothing is left
 			}
-			continue // once ended, Take reports it only when nothing is left
+			return
 		}
+		s.chunkN, s.chunkSize = frame(batch, s.Tagged)
+		s.chunkOff = 0
+		done := sh.writeChunk(s, batch[:s.chunkN])
+		clear(batch)
 		sh.batch = batch[:0]
-		if err != nil {
-			sh.end(s, err)
+		if !done {
+			return // the rest waits for room; the broker cuts s off should it fall behind
 		}
-		return
 	}
 }
 
-// flush writes s's pending bytes; it reports whether none are left.
+// frame picks the events of the next chunk from the front of batch: as many as fit in
+// writeSlice bytes, and at least one.
+func frame(batch []*broker.Event, tagged bool) (n, size int) {
+	for _, ev := range batch {
+		w := sse.EventLen(ev, tagged)
+		if n > 0 && size+w > writeSlice {
+			break
+		}
+		n, size = n+1, size+w
+	}
+	return n, size
+}
+
+// writeChunk writes the rest of the chunk under way, whose events are evs, a slice at a
+// time; it reports whether all of it went out, and then removes the events from the
+// subscription's queue.
+func (sh *shard) writeChunk(s *hstream, evs []*broker.Event) bool {
+	// An empty chunk would end the response: events without wire bytes are skipped.
+	if total := chunkLen(s.chunkSize); s.chunkSize > 0 {
+		for s.chunkOff < total {
+			sh.buf = appendSlice(sh.buf[:0], evs, s.Tagged, s.chunkSize, s.chunkOff)
+			n, all := sh.put(s, sh.buf)
+			s.chunkOff += n
+			if !all {
+				return false
+			}
+		}
+	}
+	s.Sub.Consume(s.chunkN)
+	s.chunkN, s.chunkSize, s.chunkOff = 0, 0, 0
+	return true
+}
+
+// flush writes what s had not written yet (the rest of its pending bytes, then of the
+// chunk under way); it reports whether nothing is left.
 func (sh *shard) flush(s *hstream) bool {
-	if len(s.pending) == 0 {
+	if !s.waiting() {
 		return true
 	}
 	if s.blocked && !s.writable.Swap(false) {
 		return false
 	}
-	n, err := s.out.write(s.pending)
-	switch {
-	case n == len(s.pending):
-		s.pending, s.blocked = nil, false // an idle stream keeps no buffer
-		s.lastWrite = sh.now
-		return true
-	case err != nil && err != errAgain:
-		s.hungUp.Store(true)
-		sh.end(s, writeFailed(err))
-		return false
+	if len(s.pending) > 0 {
+		n, all := sh.put(s, s.pending)
+		if !all {
+			s.pending = s.pending[n:] // no copy: pending is only ever a head or a heartbeat
+			return false
+		}
+		s.pending = nil // an idle stream keeps no buffer
 	}
-	s.pending = append(s.pending[:0], s.pending[n:]...)
-	s.blocked = true
-	return false
+	if s.chunkN == 0 {
+		return true
+	}
+	batch, _ := s.Sub.Peek(sh.batch[:0], s.chunkN)
+	done := len(batch) == s.chunkN && sh.writeChunk(s, batch) // fewer: the subscription ended
+	clear(batch)
+	sh.batch = batch[:0]
+	return done
 }
 
-// send writes b to s (after anything pending); it reports whether all of it went out.
-// What the socket does not take now is kept, so the framing survives a short write.
-func (sh *shard) send(s *hstream, b []byte) bool {
-	if len(s.pending) > 0 {
-		s.pending = append(s.pending, b...)
-		return sh.flush(s)
-	}
+// waiting reports whether s has bytes accepted for its client and not yet written.
+func (s *hstream) waiting() bool { return len(s.pending) > 0 || s.chunkN > 0 }
+
+// put writes b to s's connection and returns how much went out and whether all of it
+// did. A short write marks s blocked, and tells its subscription, which is cut off once
+// -buffer events wait while it stays so; a write that takes everything unblocks it. A
+// failed write ends s. Progress, however small, restarts the write timeout.
+func (sh *shard) put(s *hstream, b []byte) (int, bool) {
 	n, err := s.out.write(b)
+	if n > 0 {
+		s.since = sh.now
+	}
 	if n == len(b) {
-		s.lastWrite = sh.now
-		return true
+		s.lastWrite, s.blocked = sh.now, false
+		if s.held {
+			s.held = false
+			s.Sub.SetBlocked(false)
+		}
+		return n, true
 	}
 	if err != nil && err != errAgain {
 		s.hungUp.Store(true)
 		sh.end(s, writeFailed(err))
-		return false
+		return n, false
 	}
-	s.pending = append(s.pending, b[n:]...)
-	s.blocked, s.since = true, sh.now
-	return false
+	if !s.blocked {
+		s.blocked, s.since = true, sh.now
+	}
+	if !s.held {
+		s.held = true
+		s.Sub.SetBlocked(true)
+	}
+	return n, false
+}
+
+// send writes b, a few bytes that are not events (a heartbeat), to a stream that has
+// nothing else waiting; what the socket does not take is kept.
+func (sh *shard) send(s *hstream, b []byte) {
+	if n, all := sh.put(s, b); !all && !s.ended {
+		s.pending = b[n:len(b):len(b)] // shared: an append must not write into it
+	}
 }
 
 // scan runs on every tick: heartbeats for idle streams, token expiry, write timeouts,
@@ -334,7 +403,7 @@ func (sh *shard) check(s *hstream, now time.Time) {
 		sh.end(s, ErrHungUp)
 	case !s.Expires.IsZero() && !now.Before(s.Expires):
 		sh.end(s, ErrExpired)
-	case len(s.pending) > 0:
+	case s.waiting():
 		if now.Sub(s.since) >= s.WriteTimeout {
 			sh.end(s, ErrWriteTimeout)
 		} else if sh.h.watch == nil || s.fd < 0 {
@@ -353,9 +422,10 @@ func (sh *shard) end(s *hstream, cause error) {
 		return
 	}
 	s.ended = true
-	if !s.hungUp.Load() && cause != ErrWriteTimeout {
+	if !s.hungUp.Load() && cause != ErrWriteTimeout && s.chunkOff == 0 {
 		// One try, no waiting: a client that reads gets its farewell and a clean end of
-		// the response.
+		// the response. (In the middle of a chunk it cannot: the chunk's events may be
+		// gone.)
 		b := s.pending
 		if s.Farewell != nil {
 			b = appendChunkBytes(b, s.Farewell())
@@ -363,6 +433,7 @@ func (sh *shard) end(s *hstream, cause error) {
 		_, _ = s.out.write(append(b, lastChunk...))
 	}
 	s.pending = nil
+	s.chunkN, s.chunkSize, s.chunkOff = 0, 0, 0
 	s.Sub.Abandon() // its Done hears of the end at the end of the round, or later
 	if sh.h.watch != nil && s.fd >= 0 {
 		sh.h.watch.remove(s)
@@ -388,22 +459,53 @@ func (sh *shard) endAll() {
 	sh.work = sh.work[:0]
 }
 
-// appendChunk appends the events' wire bytes to b as one HTTP/1.1 chunk.
-func appendChunk(b []byte, evs []*broker.Event, tagged bool) []byte {
-	n := 0
-	for _, ev := range evs {
-		n += sse.EventLen(ev, tagged)
+// chunkLen is the length of an HTTP/1.1 chunk of size bytes: size in hex, CRLF, the
+// bytes, CRLF.
+func chunkLen(size int) int {
+	n := 1
+	for v := size >> 4; v > 0; v >>= 4 {
+		n++
 	}
-	if n == 0 {
-		return b // an empty chunk would end the response
-	}
-	b = strconv.AppendUint(b, uint64(n), 16)
-	b = append(b, "\r\n"...)
-	for _, ev := range evs {
-		b = sse.AppendEvent(b, ev, tagged)
-	}
-	return append(b, "\r\n"...)
+	return n + 2 + size + 2
 }
+
+// appendSlice appends to b the bytes from off on, at most writeSlice of them, of one
+// chunk framing evs (size bytes in all, as sse.AppendEvent writes them).
+func appendSlice(b []byte, evs []*broker.Event, tagged bool, size, off int) []byte {
+	var head [20]byte
+	var tag [1040]byte // a topic line: 256 characters of up to 4 bytes
+	hdr := append(strconv.AppendUint(head[:0], uint64(size), 16), '\r', '\n')
+	start, pos := len(b), 0
+	// The segments: the chunk's size line, then each event's topic line (on a tagged
+	// stream) and shared wire bytes, then the closing CRLF.
+	for i := -1; i <= 2*len(evs); i++ {
+		var seg []byte
+		switch {
+		case i < 0:
+			seg = hdr
+		case i == 2*len(evs):
+			seg = crlf
+		case i%2 == 0:
+			seg = sse.AppendTag(tag[:0], evs[i/2], tagged)
+		default:
+			seg = evs[i/2].Wire()
+		}
+		end := pos + len(seg)
+		if end > off {
+			seg = seg[max(off-pos, 0):]
+			if room := writeSlice - (len(b) - start); len(seg) > room {
+				seg = seg[:room]
+			}
+			if b = append(b, seg...); len(b)-start == writeSlice {
+				break
+			}
+		}
+		pos = end
+	}
+	return b
+}
+
+var crlf = []byte("\r\n")
 
 func appendChunkBytes(b, data []byte) []byte {
 	b = strconv.AppendUint(b, uint64(len(data)), 16)

@@ -74,6 +74,12 @@ func countBreaks(data []byte) int {
 // EventSource ignores a field it does not know, so the line changes nothing for it. The
 // encoded bytes stay shared; only the line is written per stream.
 func AppendEvent(b []byte, ev *broker.Event, tagged bool) []byte {
+	return append(AppendTag(b, ev, tagged), ev.Wire()...)
+}
+
+// AppendTag appends what AppendEvent writes before ev's shared bytes: on a tagged stream,
+// the "topic:" line of an event published to a topic; nothing otherwise.
+func AppendTag(b []byte, ev *broker.Event, tagged bool) []byte {
 	if tagged && ev.Topic != "" {
 		b = append(b, "topic: "...)
 		for i := 0; i < len(ev.Topic); i++ {
@@ -83,7 +89,7 @@ func AppendEvent(b []byte, ev *broker.Event, tagged bool) []byte {
 		}
 		b = append(b, '\n')
 	}
-	return append(b, ev.Wire()...)
+	return b
 }
 
 // EventLen is the length of what AppendEvent appends.
