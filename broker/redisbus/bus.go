@@ -44,7 +44,8 @@ type Options struct {
 	History int
 	// Slack is how many entries the stream keeps beyond History, so that a node whose
 	// reader falls behind (or presence events between retained ones) does not lose
-	// entries; default 10000. A reader that falls further behind cuts its streams off.
+	// entries; default 10000. A reader that falls further behind finds a gap: its streams
+	// each get a missed event (broker.Broker.Lost).
 	Slack int
 	// Beat is how often a node tells Redis it is alive; default 1s.
 	Beat time.Duration
