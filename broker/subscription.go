@@ -211,7 +211,7 @@ func (s *Subscription) push(ev *Event) pushResult {
 	if s.err != nil || s.gone || ev.ID <= s.skip {
 		return pushed
 	}
-	if s.gate && (ev.Name == NameNewUser || ev.Name == NameUserLeft) {
+	if s.gate && !ev.retained && ev.Name != NameMissed {
 		if (ev.Name != NameNewUser || ev.who != s.id) && ev.ID <= s.gateEnd {
 			return pushed
 		}
