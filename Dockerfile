@@ -3,10 +3,14 @@
 #   docker build -t crier .
 #   docker run -p 8080:8080 crier
 #
-# The build stage uses the official Go image; the final stage holds only the binary,
-# the CA bundle (for rediss:// URLs) and the passwd/group entries that USER needs.
+# The build stage uses the official Go image of the patched Go that crier is pinned to
+# (go.mod's go line); the final stage holds only the binary, the CA bundle (for rediss://
+# URLs) and the passwd/group entries that USER needs.
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.27.3-bookworm AS build
+# Should the image's Go ever differ, the go command fetches the pinned one from the module
+# proxy rather than build with another.
+ENV GOTOOLCHAIN=go1.27.3
 WORKDIR /src
 
 # The files the final stage copies besides the binary. Generated here because scratch

@@ -4,6 +4,7 @@
 # Docker engine (plus the stand-in golang base image, since no container registry is
 # reachable here). Safe to run again: it skips what is there.
 set -euo pipefail
+export GOTOOLCHAIN=go1.27.3 # the stand-in image's Go is the one crier is pinned to
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -36,11 +37,12 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "deps: dockerd did not start; see $log" >&2; exit 1; }
 fi
 
-# The stand-in golang base image for the Dockerfile's build stage.
+# The stand-in golang base image for the Dockerfile's build stage, made from the pinned Go
+# and tagged as the Dockerfile names it.
 img=../shared/docker/local-go-image.sh
 [ -x "$img" ] || img=$(dirname "$0")/../../shared/docker/local-go-image.sh
 if [ -x "$img" ]; then
-  "$img"
+  "$img" golang:1.27.3-bookworm
 else
   echo "deps: no local-go-image.sh next to the repository; the Docker test needs the golang image" >&2
 fi

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,7 +28,8 @@ import (
 )
 
 const (
-	maxImageSize    = 20_000_000 // bytes
+	buildImage      = "golang:1.27.3-bookworm" // the Dockerfile's build stage
+	maxImageSize    = 20_000_000               // bytes
 	shutdownTimeout = 5 * time.Second
 	// stopBudget is how long `docker stop` may take: the shutdown timeout plus a margin
 	// for the engine. Docker's own kill deadline (-t 15) is well beyond it, so a slow stop
@@ -384,8 +387,11 @@ func checkFiles(t *testing.T, d *docker, name string) {
 			engine[p]:
 		case want[p]:
 			delete(want, p)
-			if p == "crier" && h.Mode&0o111 == 0 {
-				t.Errorf("/crier has mode %v, want executable", h.FileInfo().Mode())
+			if p == "crier" {
+				if h.Mode&0o111 == 0 {
+					t.Errorf("/crier has mode %v, want executable", h.FileInfo().Mode())
+				}
+				checkGoVersion(t, tr)
 			}
 		default:
 			extra = append(extra, p)
@@ -400,6 +406,45 @@ func checkFiles(t *testing.T, d *docker, name string) {
 	for p := range want {
 		t.Errorf("the image lacks /%s", p)
 	}
+}
+
+// checkGoVersion checks that the binary was built with the Go that go.mod pins, not with
+// whatever Go the build stage's image happened to have.
+func checkGoVersion(t *testing.T, binary io.Reader) {
+	t.Helper()
+	data, err := io.ReadAll(binary)
+	if err != nil {
+		t.Fatalf("docker export: reading /crier: %v", err)
+	}
+	info, err := buildinfo.Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("/crier: %v", err)
+	}
+	if want := pinnedGo(t); info.GoVersion != want {
+		t.Errorf("/crier was built with %s, want %s (go.mod)", info.GoVersion, want)
+	}
+}
+
+// pinnedGo returns the toolchain go.mod names: its toolchain line, else its go line.
+func pinnedGo(t *testing.T) string {
+	t.Helper()
+	mod, err := os.ReadFile(filepath.Join(testenv.Root(), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pinned string
+	for _, line := range strings.Split(string(mod), "\n") {
+		if v, ok := strings.CutPrefix(line, "toolchain "); ok {
+			return strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			pinned = "go" + strings.TrimSpace(v)
+		}
+	}
+	if pinned == "" {
+		t.Fatal("go.mod has no go line")
+	}
+	return pinned
 }
 
 // docker runs the docker CLI.
@@ -432,8 +477,8 @@ func (d *docker) build(image string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		hint := ""
-		if _, ierr := d.run(30*time.Second, "image", "inspect", "golang:1.26-bookworm"); ierr != nil {
-			hint = "\n(golang:1.26-bookworm is not present and no registry may be reachable: run scripts/deps.sh)"
+		if _, ierr := d.run(30*time.Second, "image", "inspect", buildImage); ierr != nil {
+			hint = "\n(" + buildImage + " is not present and no registry may be reachable: run scripts/deps.sh)"
 		}
 		d.t.Fatalf("docker build: %v\n%s%s", err, out, hint)
 	}
