@@ -44,6 +44,8 @@ type config struct {
 	PresenceTopics  string // comma-separated patterns
 	JWTKey          string // HMAC secret
 	JWTPublicKey    string // path of a PEM public key
+	JWTAudience     string
+	JWTIssuer       string
 	TLSCert         string
 	TLSKey          string
 	H2C             bool
@@ -94,6 +96,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs.StringVar(&c.PrivateTopics, "private-topics", "", "comma-separated topic `patterns` a stream may follow only with a token that grants them ('*' matches any run of characters, '/' included; empty: every topic is public)")
 	fs.StringVar(&c.JWTKey, "jwt-key", "", "HMAC `secret` (at least 32 bytes) that HS256 tokens are verified with and `crier token` signs with; prefer CRIER_JWT_KEY, which ps does not show")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "`path` of a PEM RSA or ECDSA public key that RS256 or ES256 tokens are verified with")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "when set, a token's aud claim must list this `audience` (empty: aud is not checked)")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "when set, a token's iss claim must equal this `issuer` (empty: iss is not checked)")
 	fs.IntVar(&c.MaxStreamsPerIP, "max-streams-per-ip", 0, "open streams allowed from one client IP address; more get 429 (0: no cap; behind a proxy every client shares the proxy's address)")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "time a client has to send a request's headers; a slower one is disconnected")
 	fs.StringVar(&c.WebhookURL, "webhook-url", "", "http(s) `URL` that crier POSTs batches of connect, disconnect, join and leave events to, for the application's backend (empty: no webhooks); needs -webhook-secret")
@@ -177,7 +181,7 @@ func (c *config) validate() error {
 	if c.RedisURL != "" {
 		u, err := url.Parse(c.RedisURL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			return bad("redis-url", c.RedisURL, "want redis://host:port/db or rediss://host:port/db")
+			return bad("redis-url", redactUserinfo(c.RedisURL), "want redis://host:port/db or rediss://host:port/db")
 		}
 	}
 	if err := c.validateWebhook(bad); err != nil {
@@ -210,7 +214,7 @@ func (c *config) validateAuth(bad func(string, any, string) error) error {
 	if c.rooms, err = auth.ParsePatterns(c.PresenceTopics); err != nil {
 		return bad("presence-topics", c.PresenceTopics, err.Error())
 	}
-	var keys auth.Keys
+	keys := auth.Keys{Audience: c.JWTAudience, Issuer: c.JWTIssuer}
 	if c.JWTKey != "" {
 		if len(c.JWTKey) < auth.MinSecretLen {
 			return fmt.Errorf("invalid value for flag -jwt-key (%d bytes, not shown): must be at least %d bytes",
@@ -228,8 +232,13 @@ func (c *config) validateAuth(bad func(string, any, string) error) error {
 		}
 	}
 	if keys.Secret == nil && keys.Public == nil {
-		if len(c.private) > 0 {
+		switch {
+		case len(c.private) > 0:
 			return bad("private-topics", c.PrivateTopics, "no key to verify tokens with: set -jwt-key or -jwt-public-key")
+		case c.JWTAudience != "":
+			return bad("jwt-audience", c.JWTAudience, "no key to verify tokens with: set -jwt-key or -jwt-public-key")
+		case c.JWTIssuer != "":
+			return bad("jwt-issuer", c.JWTIssuer, "no key to verify tokens with: set -jwt-key or -jwt-public-key")
 		}
 		return nil
 	}
@@ -254,6 +263,20 @@ func (c *config) validateWebhook(bad func(string, any, string) error) error {
 		return bad("webhook-url", c.WebhookURL, "want an http:// or https:// URL")
 	}
 	return nil
+}
+
+// redactUserinfo hides whatever precedes the last '@' of a URL that may not parse (so
+// url.URL.Redacted cannot be used): it may hold a password.
+func redactUserinfo(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	start := strings.Index(s, "://") + len("://")
+	if start < len("://") || start > at {
+		start = 0
+	}
+	return s[:start] + "REDACTED" + s[at:]
 }
 
 // tls reports whether crier serves HTTPS.

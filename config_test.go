@@ -85,6 +85,13 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 		{"unknown log level", []string{"-log-level", "loud"}, nil, "-log-level", "loud"},
 		{"bad address", []string{"-addr", "nowhere"}, nil, "-addr", "nowhere"},
 		{"bad redis url", []string{"-redis-url", "http://x"}, nil, "-redis-url", "http://x"},
+		// A malformed URL is echoed without what precedes its '@': it may be a password.
+		{"redis url with a password and no host", []string{"-redis-url", "redis://:hunter2@"}, nil, "-redis-url", "redis://REDACTED@"},
+		{"redis url with a password that does not parse", []string{"-redis-url", "redis://u:hunter2@h:port/0"}, nil, "-redis-url", "redis://REDACTED@h:port/0"},
+		{"redis url with a password and a bad scheme", nil, map[string]string{"CRIER_REDIS_URL": "http://:hunter2@x/y@z"}, "-redis-url", "http://REDACTED@z"},
+		{"redis url with a password and no scheme", []string{"-redis-url", ":hunter2@x"}, nil, "-redis-url", "REDACTED@x"},
+		{"audience without a key", []string{"-jwt-audience", "crier"}, nil, "-jwt-audience", "crier"},
+		{"issuer without a key", nil, map[string]string{"CRIER_JWT_ISSUER": "https://id"}, "-jwt-issuer", "https://id"},
 		{"unknown flag", []string{"-colour"}, nil, "-colour", ""},
 		{"bad variable", nil, map[string]string{"CRIER_HEARTBEAT": "often"}, "CRIER_HEARTBEAT", "often"},
 		{"negative size variable", nil, map[string]string{"CRIER_MAX_BODY": "-1KiB"}, "CRIER_MAX_BODY", "-1KiB"},
@@ -108,8 +115,8 @@ func TestBadValuesExit2WithOneLine(t *testing.T) {
 			if !strings.Contains(line, tc.mention) || !strings.Contains(line, tc.value) {
 				t.Errorf("stderr %q does not name %s and %q", line, tc.mention, tc.value)
 			}
-			if strings.Contains(line, "s3cret") {
-				t.Errorf("stderr shows the webhook secret: %q", line)
+			if strings.Contains(line, "s3cret") || strings.Contains(line, "hunter2") {
+				t.Errorf("stderr shows a secret: %q", line)
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("a usage dump went to stdout: %q", stdout.String())
@@ -127,6 +134,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-max-subscribers", "-presence", "-max-body", "-publish-token", "-redis-url", "-shutdown-timeout",
 		"-log-format", "-log-level", "CRIER_MAX_SUBSCRIBERS", "healthcheck", "-reconnect-spread",
 		"-private-topics", "-presence-topics", "CRIER_PRESENCE_TOPICS", "/presence", "-jwt-key", "-jwt-public-key", "CRIER_JWT_KEY", "token",
+		"-jwt-audience", "CRIER_JWT_AUDIENCE", "-jwt-issuer", "CRIER_JWT_ISSUER",
 		"-webhook-url", "-webhook-secret", "CRIER_WEBHOOK_URL", "CRIER_WEBHOOK_SECRET", "X-Crier-Signature"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("-h output lacks %s", want)

@@ -56,9 +56,15 @@ func (t *Token) CanPublish(topic string) bool { return t.Grants.Publish.Match(to
 // an ECDSA Public key on P-256, P-384 and P-521 respectively. An algorithm without its
 // key is refused, so a token can never make crier use a public key as an HMAC secret,
 // and "none" is never accepted.
+//
+// Audience and Issuer, when set, are required of every token too: its "aud" must list
+// Audience and its "iss" must equal Issuer, so that a token that the same key signed for
+// another service is refused.
 type Keys struct {
-	Secret []byte           // HMAC secret, at least MinSecretLen bytes; nil for none
-	Public crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey; nil for none
+	Secret   []byte           // HMAC secret, at least MinSecretLen bytes; nil for none
+	Public   crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey; nil for none
+	Audience string           // required "aud" entry; empty: not checked
+	Issuer   string           // required "iss"; empty: not checked
 }
 
 // Verifier checks tokens. Safe for concurrent use.
@@ -98,12 +104,19 @@ func NewVerifier(keys Keys, now func() time.Time) (*Verifier, error) {
 	if len(algs) == 0 {
 		return nil, errors.New("auth: no key")
 	}
-	return &Verifier{keys: keys, parser: jwt.NewParser(
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(now),
-	)}, nil
+	}
+	if keys.Audience != "" {
+		opts = append(opts, jwt.WithAudience(keys.Audience))
+	}
+	if keys.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(keys.Issuer))
+	}
+	return &Verifier{keys: keys, parser: jwt.NewParser(opts...)}, nil
 }
 
 func ecdsaAlg(c elliptic.Curve) (string, bool) {

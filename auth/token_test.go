@@ -95,6 +95,8 @@ func TestVerify(t *testing.T) {
 	rsaOnly := verifier(t, auth.Keys{Public: &rk.PublicKey})
 	ecOnly := verifier(t, auth.Keys{Public: &ek.PublicKey})
 	both := verifier(t, auth.Keys{Secret: secret, Public: &rk.PublicKey})
+	scoped := verifier(t, auth.Keys{Secret: secret, Audience: "crier", Issuer: "https://id.example"})
+	hs := func(extra map[string]any) string { return sign(t, jwt.SigningMethodHS256, secret, claims(extra)) }
 
 	hsValid := sign(t, jwt.SigningMethodHS256, secret, claims(nil))
 	tests := []struct {
@@ -116,6 +118,15 @@ func TestVerify(t *testing.T) {
 		{"exp not a number", hmacOnly, sign(t, jwt.SigningMethodHS256, secret, claims(map[string]any{"exp": "tomorrow"})), auth.ErrInvalid},
 		{"not yet valid", hmacOnly, sign(t, jwt.SigningMethodHS256, secret, claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), auth.ErrInvalid},
 		{"crier claim of the wrong shape", hmacOnly, sign(t, jwt.SigningMethodHS256, secret, claims(map[string]any{"crier": []string{"user/42"}})), auth.ErrInvalid},
+
+		{"audience and issuer", scoped, hs(map[string]any{"aud": "crier", "iss": "https://id.example"}), nil},
+		{"audience among several", scoped, hs(map[string]any{"aud": []string{"billing", "crier"}, "iss": "https://id.example"}), nil},
+		{"audience and issuer unchecked when not set", hmacOnly, hs(map[string]any{"aud": "billing", "iss": "elsewhere"}), nil},
+		{"no audience", scoped, hs(map[string]any{"iss": "https://id.example"}), auth.ErrInvalid},
+		{"another audience", scoped, hs(map[string]any{"aud": "billing", "iss": "https://id.example"}), auth.ErrInvalid},
+		{"audience of another case", scoped, hs(map[string]any{"aud": "Crier", "iss": "https://id.example"}), auth.ErrInvalid},
+		{"no issuer", scoped, hs(map[string]any{"aud": "crier"}), auth.ErrInvalid},
+		{"another issuer", scoped, hs(map[string]any{"aud": "crier", "iss": "https://id.example.evil"}), auth.ErrInvalid},
 
 		{"wrong secret", hmacOnly, sign(t, jwt.SigningMethodHS256, []byte("another secret, 32 bytes or more"), claims(nil)), auth.ErrInvalid},
 		{"wrong RSA key", rsaOnly, sign(t, jwt.SigningMethodRS256, mustRSA(t), claims(nil)), auth.ErrInvalid},
