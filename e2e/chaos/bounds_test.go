@@ -154,20 +154,16 @@ func waitUnread(t *testing.T, c net.Conn, what string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		var n int32 // SIOCINQ, which is TIOCINQ (FIONREAD): bytes waiting to be read
 		_ = raw.Control(func(fd uintptr) {
 			_, _, _ = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
 		})
-		if n > 0 {
-			return
+		if n == 0 {
+			return fmt.Errorf("%s: nothing arrived", what)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: nothing arrived within 20s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestZeroWindowHTTP2StreamIsCutOff: an HTTP/2 client that opens streams but grants no
@@ -222,13 +218,12 @@ func TestZeroWindowHTTP2StreamIsCutOff(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for metric(t, node.Addr, "crier_subscribers") < streams {
-		if time.Now().After(deadline) {
-			t.Fatal("the h2 streams did not open")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := metric(t, node.Addr, "crier_subscribers"); n < streams {
+			return fmt.Errorf("%v of %d h2 streams open", n, streams)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	for i := 0; metric(t, node.Addr, "crier_slow_subscribers_total") < streams; i++ {
 		if i == 400 {
 			t.Fatalf("%d events of 16 KiB published; %v of %d zero-window streams cut off, want all (-buffer 16)",
