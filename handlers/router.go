@@ -136,7 +136,7 @@ func New(o Options) (http.Handler, error) {
 	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}
 
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, logRequests(o.Logger), recoverer(o.Logger), cors.Handler(cors.Options{
+	r.Use(middleware.RequestID, logRequests(o.Logger), recoverer(o.Logger), noSniff, exceptMetrics(cors.Handler(cors.Options{
 		AllowedOrigins: o.CORSOrigins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodOptions},
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Cache-Control"},
@@ -145,7 +145,7 @@ func New(o Options) (http.Handler, error) {
 		// A browser sends the token cookie cross-origin only to a server that allows
 		// credentials, which CORS permits for listed origins only, never for "*".
 		AllowCredentials: o.Tokens != nil && !slices.Contains(o.CORSOrigins, "*"),
-	}))
+	})))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, reject(http.StatusNotFound, "no such endpoint"))
 	})
@@ -171,6 +171,30 @@ func New(o Options) (http.Handler, error) {
 		r.Method(http.MethodGet, "/metrics", o.Metrics)
 	}
 	return r, nil
+}
+
+// exceptMetrics applies mw to every path but /metrics: served with CORS headers under
+// "*", the metrics could be read by a script of any site a browser visits.
+func exceptMetrics(mw func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		wrapped := mw(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			wrapped.ServeHTTP(w, r)
+		})
+	}
+}
+
+// noSniff keeps browsers from running a response as another type than it declares (a
+// JSON error or an event stream as a script or a page).
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverer turns a panic into a logged JSON 500. A panic is a bug; the process survives it.
