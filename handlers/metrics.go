@@ -14,6 +14,7 @@ import (
 type metrics struct {
 	publishes *prometheus.CounterVec // by status code
 	closes    *prometheus.CounterVec // by reason
+	failures  prometheus.Counter     // publishes the broker failed (not refused)
 }
 
 // newMetrics registers the handlers' metrics on reg, and the broker's totals when stats
@@ -28,6 +29,10 @@ func newMetrics(reg prometheus.Registerer, stats func() broker.Stats) (*metrics,
 			Name: "crier_streams_closed_total",
 			Help: "Streams of GET /events that ended, by reason.",
 		}, []string{"reason"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crier_publish_failures_total",
+			Help: "Publishes that failed for want of the broker's backing store (Redis unreachable), answered 503.",
+		}),
 	}
 	// Known label values start at zero, so rate() sees their first increment.
 	for _, code := range []int{200, 400, 401, 403, 413, 415, 422, 503} {
@@ -39,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, stats func() broker.Stats) (*metrics,
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.publishes, m.closes}
+	cs := []prometheus.Collector{m.publishes, m.closes, m.failures}
 	if stats != nil {
 		cs = append(cs, newStatsCollector(stats))
 	}

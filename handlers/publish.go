@@ -9,10 +9,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
@@ -25,6 +27,10 @@ type publishHandler struct {
 	auth    *authorizer
 	maxBody int64
 	retry   time.Duration
+	// failing is set while publishes fail (Redis is down, say): an outage is logged
+	// when it begins and when it ends, not once per publish, and failures counts them.
+	failing  atomic.Bool
+	failures prometheus.Counter
 }
 
 // publishReceipt is the answer to a successful publish.
@@ -50,10 +56,19 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The broker says once when it falls behind, not once per publish.
 			h.log.Debug("publish refused", "err", err, "request_id", middleware.GetReqID(r.Context()))
 		default:
-			h.log.Warn("publish failed", "err", err, "request_id", middleware.GetReqID(r.Context()))
+			h.failures.Inc()
+			if !h.failing.Swap(true) {
+				h.log.Warn("publishing fails; answering 503 until it works again (each failure is counted in crier_publish_failures_total)",
+					"err", err, "request_id", middleware.GetReqID(r.Context()))
+			} else {
+				h.log.Debug("publish failed", "err", err, "request_id", middleware.GetReqID(r.Context()))
+			}
 		}
 		writeErr(w, brokerError(err, h.retry))
 		return
+	}
+	if h.failing.Swap(false) {
+		h.log.Info("publishing works again")
 	}
 	h.log.Debug("published", "id", receipt.ID, "topic", m.Topic, "event", m.Name,
 		"bytes", len(m.Data), "duplicate", receipt.Duplicate, "request_id", middleware.GetReqID(r.Context()))

@@ -133,7 +133,7 @@ func New(o Options) (http.Handler, error) {
 		spread:       max(o.ReconnectSpread, 0),
 	}}
 	ev.perAddr = newAddrLimiter(o.MaxStreamsPerAddr)
-	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry}
+	pub := &publishHandler{broker: o.Broker, log: o.Logger, auth: az, maxBody: o.MaxBody, retry: o.Retry, failures: m.failures}
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, logRequests(o.Logger), recoverer(o.Logger), noSniff, exceptMetrics(cors.Handler(cors.Options{
