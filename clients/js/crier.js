@@ -1,25 +1,19 @@
-// crier.js: the browser client of crier. One stream per browser, shared by every tab of
-// the origin (a SharedWorker, else a leader tab elected with Web Locks that relays over a
-// BroadcastChannel); the last id survives a reload; reconnects back off with jitter.
-// No dependencies, no build step. See README.md next to this file.
-//
-// The stream is read with fetch rather than EventSource: EventSource hides the status
-// and Retry-After of a refusal and cannot send a token in a header.
+// crier.js: crier's browser client; see README.md. The stream is read with fetch, not
+// EventSource, which hides a refusal's status and Retry-After and sends no headers.
 
 const BASE = 1000; // first backoff step, ms
 const CAP = 30000; // largest backoff step, ms
 const KEEP = 1000; // events the shared stream keeps for tabs that come back from a reload
 
-// cmpId orders two event ids: decimal strings that may exceed a Number's precision.
-// "" (no id yet) comes before every id.
+// cmpId orders event ids, decimal strings beyond a Number's precision; "" comes first.
 export const cmpId = (a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 
-// delay is the wait before reconnect attempt n (0 first): at least floor (the server's
-// retry: or Retry-After), plus full jitter over an exponential step bounded by CAP.
+// delay is the wait before attempt n (from 0): floor (retry:, Retry-After) plus full
+// jitter over an exponential step.
 export const delay = (n, floor, rnd = Math.random) =>
   floor + Math.floor(rnd() * Math.min(CAP, BASE * 2 ** Math.min(n, 15)));
 
-// retryAfter reads a Retry-After header (seconds or an HTTP date) as milliseconds.
+// retryAfter reads Retry-After (seconds or a date) as ms.
 export function retryAfter(h, now = Date.now()) {
   if (!h) return 0;
   const s = +h;
@@ -29,8 +23,8 @@ export function retryAfter(h, now = Date.now()) {
 // union is the sorted set of every tab's topics.
 export const union = (lists) => [...new Set(lists.flat())].sort();
 
-// parser returns a function that takes the stream's text as it arrives and calls
-// to.event({id, event, topic, data}) per event and to.retry(ms) per retry field.
+// parser returns a function fed the stream's text; it calls to.event({id, event, topic,
+// data}) and to.retry(ms).
 export function parser(to) {
   let buf = "", data = [], name = "", topic = "", id = "", start = true;
   const line = (l) => {
@@ -41,7 +35,7 @@ export function parser(to) {
       return;
     }
     const i = l.indexOf(":");
-    if (!i) return; // a comment, such as the heartbeat
+    if (!i) return; // a comment
     const f = i < 0 ? l : l.slice(0, i);
     let v = i < 0 ? "" : l.slice(i + 1);
     if (v[0] === " ") v = v.slice(1);
@@ -60,7 +54,7 @@ export function parser(to) {
     const re = /\r\n|\r|\n/g;
     let at = 0, m;
     while ((m = re.exec(buf))) {
-      // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
+      // A CR at the end may be half a CRLF.
       if (m[0] === "\r" && re.lastIndex === buf.length) break;
       line(buf.slice(at, m.index));
       at = re.lastIndex;
@@ -71,25 +65,25 @@ export function parser(to) {
 
 const locks = () => globalThis.navigator?.locks;
 
-// Hub owns the one stream: it follows the union of its tabs' topics and sends every
-// event to every tab; each tab keeps what it follows and drops ids it has seen. It runs
-// in the SharedWorker, in the leader tab, or in a lone tab. out.to(tab, msg) reaches one
-// tab, out.all(msg) every tab.
+// Hub owns the one stream (in the SharedWorker, the leader tab or a lone tab): it follows
+// the union of its tabs' topics and sends every event to every tab (out.all; out.to
+// reaches one); each tab keeps its topics' events and drops ids it has seen.
 export class Hub {
   constructor(url, token, out) {
     Object.assign(this, { url, token, out });
     this.tabs = new Map(); // tab -> its topics
-    this.topics = null; // what the stream follows
+    this.topics = null; // the stream's
     this.last = ""; // id of the last event
-    this.from = null; // buf holds every event after this id (null: none known)
+    this.from = null; // buf holds every event after this id
     this.buf = [];
     this.rewind = ""; // an older id a returning tab must resume from
-    this.retry = BASE; // the server's retry:, ms
-    this.n = 0; // failed attempts since the stream was last open
+    this.retry = BASE; // the server's retry:
+    this.n = 0; // failed attempts in a row
     this.state = "connecting";
     this.error = null;
     this.wait = 0;
-    this.rooms = new Set(); // topics seen to be rooms: a join or leave came for them
+    this.rooms = new Set(); // topics a join or leave came for
+    this.gen = 0; // streams opened
   }
 
   recv(m) {
@@ -110,23 +104,29 @@ export class Hub {
     this.status();
   }
 
-  // greet brings a tab up to date: a new tab starts at the last id; a tab back from a
-  // reload gets what it missed from buf, or has the stream resume from its id.
+  // greet answers a hello; the tab takes no event before. A new tab starts at the last id;
+  // one back from a reload gets what it missed from buf, or takes events from stream g
+  // on, which resumes from its id.
   greet({ tab, pos, topics }) {
-    if (!pos) return this.last && this.out.to(tab, { t: "pos", pos: this.last });
-    if (this.last && cmpId(pos, this.last) >= 0) return;
-    if (this.from !== null && cmpId(pos, this.from) >= 0 && topics.every((x) => this.topics.includes(x)))
-      this.out.to(tab, { t: "evs", es: this.buf.filter((e) => cmpId(e.id, pos) > 0) });
-    else if (!this.rewind || cmpId(pos, this.rewind) < 0) this.rewind = pos;
+    const hi = { t: "hi", pos: this.last, es: [], g: 0 };
+    if (pos && (!this.last || cmpId(pos, this.last) < 0)) {
+      if (this.from !== null && cmpId(pos, this.from) >= 0 && topics.every((x) => this.topics.includes(x)))
+        hi.es = this.buf.filter((e) => cmpId(e.id, pos) > 0);
+      else {
+        if (!this.rewind || cmpId(pos, this.rewind) < 0) this.rewind = pos;
+        hi.g = this.gen + 1;
+      }
+    }
+    this.out.to(tab, hi);
   }
 
-  // follow reopens the stream when the union of topics changed or a tab needs a rewind.
+  // follow reopens the stream when the union changed or a tab needs a rewind.
   follow() {
     const u = union([...this.tabs.values()]);
     if (this.topics && u.join("\n") === this.topics.join("\n") && !this.rewind) return;
     this.topics = u;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.open(), 30); // one reopen for a burst of changes
+    this.timer = setTimeout(() => this.open(), 30); // one for a burst
   }
 
   status() {
@@ -140,7 +140,7 @@ export class Hub {
     this.status();
   }
 
-  // stop ends the stream when no tab is left; a tab that comes later starts it again.
+  // stop: no tab is left; the next to come starts again.
   stop() {
     clearTimeout(this.timer);
     this.ctl?.abort();
@@ -151,6 +151,7 @@ export class Hub {
     clearTimeout(this.timer);
     this.ctl?.abort();
     const ctl = (this.ctl = new AbortController());
+    this.gen++;
     const r = this.rewind;
     if (r && (!this.last || cmpId(r, this.last) < 0)) this.last = r;
     this.rewind = "";
@@ -175,7 +176,7 @@ export class Hub {
         for (let c; !(c = await rd.read()).done; ) push(c.value);
       } else {
         err = { status: s, message: (await res.json().catch(() => 0))?.error || res.statusText };
-        // Asking again cannot change a refusal (401, 403) or a bad request.
+        // Asking again cannot change a refusal or a bad request.
         if (s >= 400 && s < 500 && s !== 408 && s !== 429) {
           if (ctl === this.ctl) this.set("closed", err);
           return;
@@ -183,7 +184,7 @@ export class Hub {
         floor = Math.max(floor, retryAfter(res.headers.get("Retry-After")));
       }
     } catch {
-      // A network error or the stream cut off: retry below.
+      // network error or cut off: retry
     }
     if (ctl !== this.ctl || ctl.signal.aborted) return;
     const d = delay(this.n++, floor);
@@ -202,11 +203,11 @@ export class Hub {
       if (this.from === null) this.from = e.id;
       if (this.buf.push(e) > KEEP) this.from = this.buf.shift().id;
     }
-    this.out.all({ t: "ev", e });
+    this.out.all({ t: "ev", e, g: this.gen });
   }
 }
 
-// A SharedWorker started from this file runs the hub for the tabs that connect to it.
+// A SharedWorker running this file runs the hub.
 if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope) {
   const ports = new Map();
   let hub;
@@ -229,7 +230,7 @@ const store = (k, v) => {
   try {
     return v === undefined ? sessionStorage.getItem(k) || "" : sessionStorage.setItem(k, v);
   } catch {
-    return ""; // storage disabled: no resume across reloads
+    return ""; // storage disabled
   }
 };
 
@@ -241,7 +242,7 @@ function parseData(s) {
   }
 }
 
-// Feed is one tab's view of the shared stream. See crier.d.ts for the API.
+// Feed is a tab's view of the stream (crier.d.ts).
 class Feed {
   constructor({ url = "/events", topics = [], token = "", share = true, resume = true, worker } = {}) {
     this.url = new URL(url, location.href).href;
@@ -251,21 +252,18 @@ class Feed {
     this.tab = Math.random().toString(36).slice(2) + Date.now().toString(36);
     this.resume = resume;
     this.pos = resume ? store(this.key) : "";
-    this.state = "connecting";
-    this.error = null;
-    this.wait = 0;
-    this.tabs = 1;
-    this.known = []; // the hub's rooms
-    this.sharing = "none";
+    Object.assign(this, { state: "connecting", error: null, wait: 0, tabs: 1, known: [], sharing: "none" });
     this.fns = new Map();
-    this.closed = false;
     const l = locks();
-    // The tab holds a lock of its own while it lives: its hub learns that it is gone,
-    // however it went, when the lock comes free.
+    // The tab holds a lock while it lives: the hub learns it went when the lock is free.
     const held = l
       ? new Promise((ok) => l.request("crier tab " + this.tab, () => (ok(), new Promise((r) => (this.unlock = r)))))
       : Promise.resolve();
     held.then(() => this.closed || this.join(share && l, worker));
+    // A page going away may get events after its pagehide, when it saved what it shows:
+    // it takes no more, so that the id saved is the last it saw.
+    addEventListener("pagehide", () => (this.hidden = true));
+    addEventListener("pageshow", (e) => e.persisted && this.send && ((this.hidden = false), this.hello()));
   }
 
   join(l, worker) {
@@ -273,21 +271,20 @@ class Feed {
       try {
         const w = new SharedWorker(worker || import.meta.url, { type: "module", name: this.key });
         const p = (this.port = w.port);
-        // A worker that cannot start (blocked, or not same-origin) leaves a leader tab to do it.
+        // A worker that cannot start (blocked, cross-origin): a leader tab instead.
         w.onerror = () => this.sharing === "worker" && !this.heard && (p.close(), this.lead(l));
         p.onmessage = ({ data }) => ((this.heard = true), this.recv(data));
         this.send = (m) => p.postMessage(m);
         this.sharing = "worker";
         return this.hello();
       } catch {
-        // Fall through to a leader tab.
+        // a leader tab instead
       }
     }
     this.lead(l);
   }
 
-  // lead shares the stream through a leader tab: the holder of the lock runs the hub;
-  // the others wait for the lock, which passes to one of them when the leader goes.
+  // lead: the lock's holder runs the hub; the others wait for the lock.
   lead(l) {
     const local = (m) => this.recv(m);
     const mine = (out) => {
@@ -321,15 +318,19 @@ class Feed {
   }
 
   hello() {
+    this.ready = false;
     this.send({ t: "hello", tab: this.tab, topics: this.topics, pos: this.pos, url: this.url, token: this.token });
   }
 
   recv(m) {
-    if (this.closed) return;
-    if (m.t === "ev") this.event(m.e);
-    else if (m.t === "evs") m.es.forEach((e) => this.event(e));
-    else if (m.t === "pos") this.pos ||= this.save(m.pos);
-    else if (m.t === "leader") this.hello();
+    if (this.closed || this.hidden) return;
+    if (m.t === "ev") this.ready && m.g >= this.g && this.event(m.e);
+    else if (m.t === "hi") {
+      this.ready = true;
+      this.g = m.g;
+      this.pos ||= m.pos && this.save(m.pos);
+      m.es.forEach((e) => this.event(e));
+    } else if (m.t === "leader") this.hello();
     else if (m.t === "st") {
       Object.assign(this, { state: m.state, error: m.error, wait: m.wait, tabs: m.tabs, known: m.rooms });
       this.emit("", this.status());
@@ -347,7 +348,7 @@ class Feed {
       this.save(e.id);
     }
     const data = parseData(e.data);
-    // Room events name their room in the data too, for a server that does not tag topics.
+    // Room events name their room in the data too.
     const topic = e.topic || ((e.event === "join" || e.event === "leave") && data?.topic) || "";
     if (topic && !this.topics.includes(topic)) return;
     const ev = { id: e.id, event: e.event, topic, data, text: e.data };
@@ -384,7 +385,7 @@ class Feed {
     return this.on("", fn);
   }
 
-  // presence answers who is in the room topic now, or null when it is not a room.
+  // presence: who is in the room now; null for a topic that is not a room.
   async presence(topic) {
     const u = new URL("presence", this.url);
     u.searchParams.set("topic", topic);
@@ -413,5 +414,5 @@ class Feed {
   }
 }
 
-// connect opens (or joins) the browser's shared stream and returns this tab's feed.
+// connect opens or joins the browser's stream and returns this tab's feed.
 export const connect = (options) => new Feed(options);

@@ -234,15 +234,21 @@ func TestReloadResumes(t *testing.T) {
 	a := openTab(t, browser, "tab", srv.URL+"/?topic=t")
 	pub := startPublisher(t, srv, "t", 120)
 	a.waitFor(t, "the first events", `texts("message").includes("n5")`)
-	a.do(t, "mark the document", chromedp.Evaluate[chromedp.Void](`window.before = true`))
-	a.do(t, "reload", chromedp.Reload())
-	a.waitFor(t, "the reloaded page, live", `window.before === undefined && state() === "live"`)
+	reload(t, a)
 	count := pub.finish()
 	exactlyOnce(t, a, count)
 	if eval[bool](t, a, `items("missed").length > 0`) {
 		t.Errorf("the reload produced a missed notice")
 	}
 	a.assertClean(t)
+}
+
+// reload reloads the tab and waits until the new document is live.
+func reload(t *testing.T, tb *tab) {
+	t.Helper()
+	tb.do(t, "mark the document", chromedp.Evaluate[chromedp.Void](`window.before = true`))
+	tb.do(t, "reload", chromedp.Reload())
+	tb.waitFor(t, "the reloaded page, live", `window.before === undefined && state() === "live"`)
 }
 
 // TestRetryAfterIsHonoured: crier at -max-subscribers answers 503 with Retry-After: 2 (its

@@ -146,22 +146,29 @@ test("hub brings a tab back from a reload up to date from what it kept", () => {
   got.length = 0;
 
   hub.recv({ t: "hello", tab: "b", topics: ["x"], pos: "11" });
-  const replay = got.find(([tab, m]) => tab === "b" && m.t === "evs");
-  assert.deepEqual(replay[1].es.map((e) => e.id), ["12", "13"]);
+  const hi = (tab) => got.find(([to, m]) => to === tab && m.t === "hi")[1];
+  assert.deepEqual(hi("b").es.map((e) => e.id), ["12", "13"]);
+  assert.equal(hi("b").g, 0, "nothing to wait for");
   assert.equal(hub.rewind, "", "no rewind needed");
 
   hub.recv({ t: "hello", tab: "c", topics: ["x"], pos: "" });
-  assert.ok(got.some(([tab, m]) => tab === "c" && m.t === "pos" && m.pos === "13"), "a new tab starts at the last id");
+  assert.deepEqual(hi("c"), { t: "hi", pos: "13", es: [], g: 0 }, "a new tab starts at the last id");
+  hub.recv({ t: "hello", tab: "d", topics: ["x"], pos: "13" });
+  assert.deepEqual(hi("d"), { t: "hi", pos: "13", es: [], g: 0 }, "an up-to-date tab gets nothing");
 });
 
 test("hub rewinds the stream for a tab older than what it kept, or with a new topic", () => {
-  const { hub } = hubWithTabs();
+  const { hub, got } = hubWithTabs();
   hub.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
   hub.from = "10";
   hub.event({ id: "11", event: "message", topic: "x", data: "" });
 
+  hub.gen = 4;
   hub.recv({ t: "hello", tab: "b", topics: ["x"], pos: "9" });
   assert.equal(hub.rewind, "9");
+  const hi = got.find(([to, m]) => to === "b" && m.t === "hi")[1];
+  assert.deepEqual(hi.es, []);
+  assert.equal(hi.g, 5, "the tab takes events from the next stream on, which resumes from its id");
   hub.recv({ t: "hello", tab: "c", topics: ["x"], pos: "5" });
   assert.equal(hub.rewind, "5", "the oldest id wins");
 
