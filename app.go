@@ -63,7 +63,8 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 	}
 	if cfg.RedisURL != "" {
 		redisbus.LogClientTo(log)
-		a.bus, err = redisbus.New(redisbus.Options{URL: cfg.RedisURL, History: cfg.History, Logger: log})
+		a.bus, err = redisbus.New(redisbus.Options{URL: cfg.RedisURL, History: cfg.History,
+			HistoryTTL: cfg.HistoryTTL, HistoryMemory: int64(cfg.HistoryMemory), Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("-redis-url: %w", err)
 		}

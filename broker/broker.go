@@ -95,6 +95,7 @@ type Broker struct {
 	// With a Bus: closed by the first Begin, which sets beganAt, the head it began at.
 	began   chan struct{}
 	beganAt uint64
+	flights map[string]*replayFlight // replays from the Bus under way, by what they read
 	// delivered is closed and replaced whenever a Bus delivers events, so that a
 	// publisher can wait for its own event.
 	delivered chan struct{}

@@ -188,7 +188,7 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 			seen, begun = b.awaitBegin(ctx)
 		}
 		if begun {
-			rp, err = b.opts.Bus.Replay(ctx, id, s.topics)
+			rp, err = b.sharedReplay(ctx, id, s.topics, seen)
 		}
 		cancel()
 	}
@@ -229,10 +229,12 @@ func (b *Broker) replayRemote(s *Subscription, lastID string, seen uint64, begun
 			skip = id
 		}
 	default:
-		evs := upToSeen(slices.DeleteFunc(rp.Events, func(ev *Event) bool { return ev.ID <= id }))
-		for _, ev := range evs {
-			ev.retained = true
-			ev.wire = b.encode(ev)
+		// rp is shared with other resumes: filter into a slice of this one's own.
+		var evs []*Event
+		for _, ev := range rp.Events {
+			if ev.ID > id && ev.ID <= seen && s.follows(ev.Topic) {
+				evs = append(evs, ev)
+			}
 		}
 		if !rp.Complete(id) {
 			b.mu.Lock()

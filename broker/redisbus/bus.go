@@ -2,12 +2,14 @@
 // whose shared log is a Redis stream. It is the only package that imports the Redis
 // client.
 //
-// Publishing on any node appends to the stream with a Lua script that checks the
-// idempotency key, numbers the event (Redis' clock in microseconds, bumped past the
-// newest id) and trims retained history, all in one step. Every node reads the stream in
-// order and hands each event to its broker, which fans it out to the streams it holds.
-// Presence changes are appended to the same stream, so every stream of every node sees
-// one order; cluster counts come from per-node member sets that die with their node.
+// Publishing on any node runs a Lua script, for all the publishes that arrived together,
+// that checks each idempotency key, numbers the event (Redis' clock in microseconds,
+// bumped past the newest id), appends it to the live log and to its topic's history, and
+// trims history, all in one step. Every node reads the log in order and hands each event
+// to its broker, which fans it out to the streams it holds. Presence changes are
+// appended to the same log, never to history, so every stream of every node sees one
+// order; cluster counts come from per-node member sets that die with their node. Resume
+// and GET /history read the topics' histories in pages, outside any script.
 package redisbus
 
 import (
@@ -17,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,13 +40,15 @@ type Options struct {
 	// Prefix starts the name of every key the bus uses; default "crier:". Clusters that
 	// share one Redis database need different prefixes.
 	Prefix string
-	// History is how many published events the log retains for resume and idempotent
-	// retries, like broker.Options.History. Zero keeps none.
-	History int
-	// Slack is how many entries the stream keeps beyond History, so that a node whose
-	// reader falls behind (or presence events between retained ones) does not lose
-	// entries; default 10000. A reader that falls further behind finds a gap: its streams
-	// each get a missed event (broker.Broker.Lost).
+	// History, HistoryTTL and HistoryMemory bound the cluster's history as
+	// broker.Options' fields of the same names bound a node's; HistoryMemory is counted
+	// approximately (entryBytes, topicBytesLua). Every node must be given the same.
+	History       int
+	HistoryTTL    time.Duration
+	HistoryMemory int64
+	// Slack is about how many entries the live log keeps, so that a node whose reader
+	// falls behind does not lose entries; default 10000. A reader that falls further
+	// behind finds a gap: its streams each get a missed event (broker.Broker.Lost).
 	Slack int
 	// Beat is how often a node tells Redis it is alive; default 1s.
 	Beat time.Duration
@@ -59,12 +62,11 @@ type Options struct {
 // Bus is a broker.Bus on a Redis stream. Start it with the broker it feeds; Close stops
 // it. Safe for concurrent use.
 type Bus struct {
-	opts   Options
-	rdb    *redis.Client
-	tail   *redis.Client // the reader's own connection, closed to end a blocking read
-	node   string
-	maxlen int
-	log    *slog.Logger
+	opts Options
+	rdb  *redis.Client
+	tail *redis.Client // the reader's own connection, closed to end a blocking read
+	node string
+	log  *slog.Logger
 
 	up atomic.Bool // the reader's last call to Redis succeeded
 
@@ -77,6 +79,12 @@ type Bus struct {
 	done  sync.WaitGroup
 	start sync.Once
 	close sync.Once
+
+	// Publishes waiting for the publish loop (publish.go).
+	pmu    sync.Mutex
+	pqueue []*pending
+	pstop  bool
+	pwake  chan struct{}
 }
 
 var _ broker.Bus = (*Bus)(nil)
@@ -126,14 +134,14 @@ func New(opts Options) (*Bus, error) {
 	tail := *ro
 	tail.PoolSize = 1
 	return &Bus{
-		opts:   opts,
-		rdb:    redis.NewClient(ro),
-		tail:   redis.NewClient(&tail),
-		node:   hex.EncodeToString(raw[:]),
-		maxlen: max(opts.History, 0) + opts.Slack,
-		log:    opts.Logger,
-		wake:   make(chan struct{}, 1),
-		begun:  make(chan struct{}),
+		opts:  opts,
+		rdb:   redis.NewClient(ro),
+		tail:  redis.NewClient(&tail),
+		node:  hex.EncodeToString(raw[:]),
+		log:   opts.Logger,
+		wake:  make(chan struct{}, 1),
+		begun: make(chan struct{}),
+		pwake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -165,9 +173,11 @@ func (bus *Bus) Start(b Feed) {
 		bus.mu.Lock()
 		bus.b, bus.stop = b, cancel
 		bus.mu.Unlock()
-		bus.done.Add(2)
-		go func() { defer bus.done.Done(); bus.read(ctx, b) }()
+		bus.done.Add(4)
+		go func() { defer bus.done.Done(); bus.follow(ctx, b) }()
 		go func() { defer bus.done.Done(); bus.keepPresence(ctx, b) }()
+		go func() { defer bus.done.Done(); bus.publishLoop(ctx) }()
+		go func() { defer bus.done.Done(); bus.keepHistory(ctx) }()
 	})
 }
 
@@ -184,7 +194,7 @@ func (bus *Bus) Close() error {
 		_ = bus.tail.Close() // ends the reader's blocking read now
 		bus.done.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := leaveScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, bus.node).Err(); err != nil {
+		if err := leaveScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.opts.Slack, bus.node).Err(); err != nil {
 			bus.log.Warn("could not take this node out of the cluster; it will expire", "err", err)
 		}
 		cancel()
@@ -203,84 +213,6 @@ func (bus *Bus) Ready() error {
 
 // opTimeout bounds one call to Redis on behalf of a request.
 const opTimeout = 3 * time.Second
-
-// Publish appends m to the log; see broker.Bus.
-func (bus *Bus) Publish(ctx context.Context, m broker.Message) (broker.Receipt, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	key := ""
-	if m.Key != "" {
-		key = m.Publisher + "\n" + m.Key
-	}
-	res, err := publishScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, max(bus.opts.History, 0),
-		m.Topic, m.Name, m.Data, key, textArg(m.Text)).Slice()
-	if err != nil {
-		return broker.Receipt{}, fmt.Errorf("redisbus: publish: %w", err)
-	}
-	if len(res) != 2 {
-		return broker.Receipt{}, fmt.Errorf("redisbus: publish: unexpected reply %v", res)
-	}
-	id, ok := broker.ParseID(fmt.Sprint(res[0]))
-	if !ok {
-		return broker.Receipt{}, fmt.Errorf("redisbus: publish: bad id %v", res[0])
-	}
-	dup, _ := res[1].(int64)
-	if dup == 2 {
-		return broker.Receipt{}, broker.ErrKeyConflict
-	}
-	return broker.Receipt{ID: id, Duplicate: dup == 1}, nil
-}
-
-func textArg(text bool) string {
-	if text {
-		return "1"
-	}
-	return ""
-}
-
-// History reads one topic's retained events; see broker.Bus.
-func (bus *Bus) History(ctx context.Context, topic string, after uint64, limit int) (broker.Page, error) {
-	rp, err := bus.Replay(ctx, after, []string{topic})
-	if err != nil {
-		return broker.Page{}, err
-	}
-	evs := []*broker.Event{}
-	for _, ev := range rp.Events {
-		if ev.Topic == topic && (limit <= 0 || len(evs) < limit) {
-			evs = append(evs, ev)
-		}
-	}
-	return broker.Page{Events: evs, Missed: after > 0 && after < rp.Floor}, nil
-}
-
-// Replay reads the retained events after an id; see broker.Bus.
-func (bus *Bus) Replay(ctx context.Context, after uint64, topics []string) (broker.Replay, error) {
-	res, err := replayScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, broker.FormatID(after)).Slice()
-	if err != nil {
-		return broker.Replay{}, fmt.Errorf("redisbus: replay: %w", err)
-	}
-	if len(res) < 2 {
-		return broker.Replay{}, fmt.Errorf("redisbus: replay: unexpected reply")
-	}
-	var rp broker.Replay
-	rp.Floor, _ = broker.ParseID(fmt.Sprint(res[0]))
-	rp.Head, _ = broker.ParseID(fmt.Sprint(res[1]))
-	for _, raw := range res[2:] {
-		e, ok := raw.([]any)
-		if !ok || len(e) != 2 {
-			continue
-		}
-		fields, _ := e[1].([]any)
-		vals := make(map[string]any, len(fields)/2)
-		for i := 0; i+1 < len(fields); i += 2 {
-			vals[fmt.Sprint(fields[i])] = fields[i+1]
-		}
-		if ev := toEvent(fmt.Sprint(e[0]), vals); ev != nil && (ev.Topic == "" || slices.Contains(topics, ev.Topic)) {
-			rp.Events = append(rp.Events, ev)
-		}
-	}
-	return rp, nil
-}
 
 // Joined queues a new_user announcement; it never blocks.
 func (bus *Bus) Joined(subscriber string) { bus.queue(presenceOp{kind: 'j', id: subscriber}) }

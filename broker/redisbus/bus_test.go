@@ -24,7 +24,7 @@ type node struct {
 // startNode starts a node on the log under prefix and waits until it reads the log.
 func startNode(t testing.TB, url, prefix string, opts broker.Options, tune func(*redisbus.Options)) *node {
 	t.Helper()
-	bo := redisbus.Options{URL: url, Prefix: prefix, History: opts.History}
+	bo := redisbus.Options{URL: url, Prefix: prefix, History: opts.History, HistoryTTL: opts.HistoryTTL, HistoryMemory: opts.HistoryMemory}
 	if tune != nil {
 		tune(&bo)
 	}

@@ -47,7 +47,7 @@ func (bus *Bus) keepPresence(ctx context.Context, b Feed) {
 			healthy, resync = time.Time{}, true
 		}
 		if resync {
-			args := []any{bus.opts.Prefix, bus.maxlen, bus.node, ttl}
+			args := []any{bus.opts.Prefix, bus.opts.Slack, bus.node, ttl}
 			for _, id := range b.SubscriberIDs() {
 				args = append(args, id)
 			}
@@ -67,7 +67,7 @@ func (bus *Bus) keepPresence(ctx context.Context, b Feed) {
 		reap := !healthy.IsZero() && time.Since(healthy) >= bus.opts.NodeTTL
 		for first := true; first || len(ops) > 0; first = false {
 			n := min(len(ops), opsPerCall)
-			args := []any{bus.opts.Prefix, bus.maxlen, bus.node, ttl, boolArg(reap)}
+			args := []any{bus.opts.Prefix, bus.opts.Slack, bus.node, ttl, boolArg(reap)}
 			for _, op := range ops[:n] {
 				args = append(args, string(op.kind), op.id)
 				if op.kind == 'r' {

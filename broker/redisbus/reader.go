@@ -14,13 +14,13 @@ import (
 // readBatch is how many entries one read takes from the stream.
 const readBatch = 1000
 
-// read follows the log from its newest entry at start-up and hands every event to b, in
+// follow follows the log from its newest entry at start-up and hands every event to b, in
 // order, until ctx is done. While Redis is down it retries with backoff, then carries on
 // from the last entry it read, so nothing is skipped. Each entry names the one before
 // it: when that is not the last entry read, entries went missing (trimmed before this
 // reader got to them, or lost by Redis), and the broker is told.
-func (bus *Bus) read(ctx context.Context, b Feed) {
-	stream := bus.opts.Prefix + "stream"
+func (bus *Bus) follow(ctx context.Context, b Feed) {
+	stream := bus.opts.Prefix + "log"
 	var last string // id of the last entry handed over, without "-0"
 	retry := backoff{}
 	for {
@@ -81,8 +81,21 @@ func (bus *Bus) read(ctx context.Context, b Feed) {
 		}
 		b.Deliver(evs...)
 		clear(evs)
+		if len(res) > 0 && readPause > 0 {
+			// A log that had something will have more soon: let it gather, so that a
+			// busy log costs Redis one read per pause rather than one per publish.
+			select {
+			case <-ctx.Done():
+			case <-time.After(readPause):
+			}
+		}
 	}
 }
+
+// readPause is how long the reader waits after a read that found entries. It adds at
+// most that much to cross-node delivery and saves Redis a round trip per publish
+// (BENCHMARKS.md).
+const readPause = time.Millisecond
 
 // connected records that Redis answered.
 func (bus *Bus) connected() {

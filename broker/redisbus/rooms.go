@@ -57,7 +57,7 @@ end
 `
 
 // roomResyncScript replaces a node's share of the rooms with what it really holds,
-// silently, like resyncScript. ARGV: prefix, maxlen, node, then topic, user, count
+// silently, like resyncScript. ARGV: prefix, slack, node, then topic, user, count
 // triples; a count of -1 leaves that user's count in that room as it is.
 var roomResyncScript = redis.NewScript(prelude + `
 local node = ARGV[3]
@@ -77,7 +77,7 @@ return 0
 `)
 
 // roomScript reads a room: its member count and at most limit users with their
-// connections. ARGV: prefix, maxlen, topic, limit. Returns {members, {user, n, ...}}.
+// connections. ARGV: prefix, slack, topic, limit. Returns {members, {user, n, ...}}.
 var roomScript = redis.NewScript(prelude + `
 local room = P .. 'room:' .. ARGV[3]
 local limit = tonumber(ARGV[4])
@@ -109,7 +109,7 @@ func (bus *Bus) Occupy(topic, user string, n int) {
 func (bus *Bus) Room(ctx context.Context, topic string, limit int) (broker.Room, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	res, err := roomScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, topic, max(limit, 0)).Slice()
+	res, err := roomScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.opts.Slack, topic, max(limit, 0)).Slice()
 	if err != nil {
 		return broker.Room{}, fmt.Errorf("redisbus: room: %w", err)
 	}
@@ -146,7 +146,7 @@ func (bus *Bus) resyncRooms(ctx context.Context, b Feed, ops []presenceOp) ([]pr
 			pending[[2]string{op.topic, op.id}] = true
 		}
 	}
-	args := []any{bus.opts.Prefix, bus.maxlen, bus.node}
+	args := []any{bus.opts.Prefix, bus.opts.Slack, bus.node}
 	for _, o := range occ {
 		n := o.Connections
 		if pending[[2]string{o.Topic, o.User}] {

@@ -3,11 +3,14 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,6 +141,85 @@ func (r *Redis) Ping() bool {
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// Do sends one command to the server and returns its reply: a string (simple or bulk;
+// "" for nil), an int64, or a []any of those. An error reply fails the test.
+func (r *Redis) Do(t testing.TB, args ...string) any {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", r.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("redis %s: %v", r.Addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	var cmd bytes.Buffer
+	fmt.Fprintf(&cmd, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&cmd, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write(cmd.Bytes()); err != nil {
+		t.Fatalf("redis %v: %v", args, err)
+	}
+	reply, err := readReply(bufio.NewReader(c))
+	if err != nil {
+		t.Fatalf("redis %v: %v", args, err)
+	}
+	return reply
+}
+
+// readReply reads one RESP2 reply.
+func readReply(rd *bufio.Reader) (any, error) {
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return nil, errors.New("empty reply")
+	}
+	n, _ := strconv.ParseInt(line[1:], 10, 64)
+	switch line[0] {
+	case '+':
+		return line[1:], nil
+	case '-':
+		return nil, errors.New(line[1:])
+	case ':':
+		return n, nil
+	case '$':
+		if n < 0 {
+			return "", nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		out := make([]any, 0, max(n, 0))
+		for range n {
+			v, err := readReply(rd)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unexpected reply %q", line)
+}
+
+// Info returns the fields of one INFO section.
+func (r *Redis) Info(t testing.TB, section string) map[string]string {
+	t.Helper()
+	raw, _ := r.Do(t, "INFO", section).(string)
+	out := map[string]string{}
+	for _, line := range strings.Split(raw, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (r *Redis) output() string {
