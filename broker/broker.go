@@ -93,9 +93,10 @@ type Broker struct {
 	closed  bool
 	begun   bool // without a Bus always; with one, once Begin has been called
 	// With a Bus: closed by the first Begin, which sets beganAt, the head it began at.
-	began   chan struct{}
-	beganAt uint64
-	flights map[string]*replayFlight // replays from the Bus under way, by what they read
+	began     chan struct{}
+	beganAt   uint64
+	flights   map[string]*replayFlight // replays from the Bus under way, by what they read
+	replaying chan struct{}            // a slot per read of the Bus under way (replaySlots)
 	// delivered is closed and replaced whenever a Bus delivers events, so that a
 	// publisher can wait for its own event.
 	delivered chan struct{}
@@ -158,6 +159,7 @@ func New(opts Options) *Broker {
 		// history.
 		b.hist = newHistory(b.limits(), 0)
 		b.began = make(chan struct{})
+		b.replaying = make(chan struct{}, replaySlots)
 		return b
 	}
 	// Ids from before this start (an earlier run of the process) are not retained.

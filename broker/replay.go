@@ -7,8 +7,12 @@ import (
 
 // A herd of clients resuming at once (after a node restarts, say) mostly asks for the
 // same thing: the events after one id on the same topics. One read of the Bus serves
-// every such resume that arrives while it is under way, and its events are encoded once
-// and shared, as live events are.
+// every such resume that arrives while it is under way or waiting for its turn, and its
+// events are encoded once and shared, as live events are. At most replaySlots reads run
+// at once, so that a herd queues here rather than in the Bus's connection pool.
+
+// replaySlots is how many reads of the Bus run at once.
+const replaySlots = 8
 
 // replayFlight is one read of the Bus that concurrent resumes share.
 type replayFlight struct {
@@ -40,11 +44,17 @@ func (b *Broker) sharedReplay(ctx context.Context, id uint64, topics []string, s
 			return Replay{}, ctx.Err()
 		}
 		if f.err != nil || f.rp.Head < seen {
-			return b.readReplay(ctx, id, topics)
+			return b.sharedReplay(ctx, id, topics, seen)
 		}
 		return f.rp, nil
 	}
-	f.rp, f.err = b.readReplay(ctx, id, topics)
+	select {
+	case b.replaying <- struct{}{}:
+		f.rp, f.err = b.readReplay(ctx, id, topics)
+		<-b.replaying
+	case <-ctx.Done():
+		f.err = ctx.Err()
+	}
 	b.mu.Lock()
 	delete(b.flights, key)
 	b.mu.Unlock()
