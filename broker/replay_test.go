@@ -20,9 +20,13 @@ type herdBus struct {
 func (h *herdBus) Publish(context.Context, broker.Message) (broker.Receipt, error) {
 	return broker.Receipt{}, broker.ErrClosed
 }
-func (h *herdBus) Joined(string) {}
-func (h *herdBus) Left(string)   {}
-func (h *herdBus) Ready() error  { return nil }
+func (h *herdBus) Joined(string)              {}
+func (h *herdBus) Left(string)                {}
+func (h *herdBus) Ready() error               { return nil }
+func (h *herdBus) Occupy(string, string, int) {}
+func (h *herdBus) Room(context.Context, string, int) (broker.Room, error) {
+	return broker.Room{}, nil
+}
 func (h *herdBus) History(context.Context, string, uint64, int) (broker.Page, error) {
 	return broker.Page{}, nil
 }

@@ -22,12 +22,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			r := testenv.StartRedis(b)
 			n := startNode(b, r.URL, newPrefix(), broker.Options{History: 1000}, nil)
-			cpu := func() float64 {
-				info := r.Info(b, "cpu")
-				sys, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
-				user, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
-				return sys + user
-			}
+			cpu := func() float64 { return r.CPU(b) }
 			var next = make(chan int)
 			done := make(chan struct{})
 			for range tc.publishers {

@@ -40,12 +40,7 @@ func TestResumeHerd(t *testing.T) {
 	b := testenv.Start(t, nodeArgs(r, "-presence=false", "-max-streams-per-ip", "0"))
 	testenv.WaitOK(t, nil, b.URL+"/readyz", 20*time.Second, func() string { return "" })
 
-	cpu := func() float64 {
-		info := r.Info(t, "cpu")
-		sys, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
-		user, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
-		return sys + user
-	}
+	cpu := func() float64 { return r.CPU(t) }
 	r.Do(t, "CONFIG", "RESETSTAT")
 	before := cpu()
 	start := time.Now()

@@ -65,12 +65,7 @@ func TestRedisCostPerPublish(t *testing.T) {
 		}
 	}
 
-	cpu := func() float64 {
-		info := r.Info(t, "cpu")
-		sys, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
-		user, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
-		return sys + user
-	}
+	cpu := func() float64 { return r.CPU(t) }
 	// What Redis spends with nothing published (its timers, the nodes' beats and
 	// blocked reads), to tell it apart from what publishing costs.
 	idleFrom, idleStart := cpu(), time.Now()

@@ -222,6 +222,15 @@ func (r *Redis) Info(t testing.TB, section string) map[string]string {
 	return out
 }
 
+// CPU returns the CPU time the server has used so far, user and system, in seconds.
+func (r *Redis) CPU(t testing.TB) float64 {
+	t.Helper()
+	info := r.Info(t, "cpu")
+	sys, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
+	user, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
+	return sys + user
+}
+
 func (r *Redis) output() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
