@@ -81,9 +81,10 @@ func (bus *Bus) follow(ctx context.Context, b Feed) {
 		}
 		b.Deliver(evs...)
 		clear(evs)
-		if len(res) > 0 && readPause > 0 {
-			// A log that had something will have more soon: let it gather, so that a
-			// busy log costs Redis one read per pause rather than one per publish.
+		if entries(res) > 1 {
+			// A log that had several entries at once is busy: let the next ones gather,
+			// so that it costs Redis one read per pause rather than one per publish. A
+			// quiet log (one entry at a time) is read at once.
 			select {
 			case <-ctx.Done():
 			case <-time.After(readPause):
@@ -92,10 +93,18 @@ func (bus *Bus) follow(ctx context.Context, b Feed) {
 	}
 }
 
-// readPause is how long the reader waits after a read that found entries. It adds at
-// most that much to cross-node delivery and saves Redis a round trip per publish
+// readPause is how long the reader waits after a read that found several entries. It
+// adds at most that much to delivery while the log is busy, and saves Redis round trips
 // (BENCHMARKS.md).
 const readPause = time.Millisecond
+
+func entries(res []redis.XStream) int {
+	n := 0
+	for _, s := range res {
+		n += len(s.Messages)
+	}
+	return n
+}
 
 // connected records that Redis answered.
 func (bus *Bus) connected() {
