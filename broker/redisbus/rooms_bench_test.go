@@ -36,7 +36,7 @@ func BenchmarkRoomScript(b *testing.B) {
 			ttl := bus.opts.NodeTTL.Microseconds()
 			for b.Loop() {
 				for _, n := range []int{1, 0} {
-					err := announceScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.maxlen, bus.node, ttl, "0",
+					err := announceScript.Run(ctx, bus.rdb, nil, bus.opts.Prefix, bus.opts.Slack, bus.node, ttl, "0",
 						"r", "newcomer", "room/1", n).Err()
 					if err != nil {
 						b.Fatal(err)
