@@ -2,6 +2,7 @@ package redisbus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -95,15 +96,14 @@ func TestPresenceChurnKeepsHistory(t *testing.T) {
 		}
 		s.Close()
 	}
-	testenv.Until(t, 30*time.Second, "2,000 presence entries in the log", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		raw, _ := r.Do(t, "XINFO", "STREAM", prefix+"log").([]any)
 		for i := 0; i+1 < len(raw); i += 2 {
-			if raw[i] == "entries-added" {
-				n, _ := raw[i+1].(int64)
-				return n >= 2005
+			if n, _ := raw[i+1].(int64); raw[i] == "entries-added" && n >= 2005 {
+				return nil
 			}
 		}
-		return false
+		return errors.New("fewer than 2,000 presence entries in the log")
 	})
 	b := startNode(t, r.URL, prefix, broker.Options{History: 10}, tune)
 	got, missed := resumeOn(t, b, first-1, "t")
@@ -120,9 +120,11 @@ func TestClusterHistoryTTL(t *testing.T) {
 	opts := broker.Options{History: 100, HistoryTTL: 300 * time.Millisecond}
 	a := startNode(t, r.URL, prefix, opts, nil)
 	first := publishOn(t, a, "t", "old")
-	testenv.Until(t, 10*time.Second, "the topic's history to expire", func() bool {
-		n, _ := r.Do(t, "EXISTS", prefix+"h:t").(int64)
-		return n == 0
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n, _ := r.Do(t, "EXISTS", prefix+"h:t").(int64); n != 0 {
+			return errors.New("the topic's history has not expired")
+		}
+		return nil
 	})
 	if page, err := a.History(context.Background(), "t", first-1, 0); err != nil || !page.Missed || len(page.Events) != 0 {
 		t.Errorf("after expiry: %+v %v, want no events and missed", page, err)

@@ -49,16 +49,3 @@ func WaitOK(t testing.TB, client *http.Client, url string, within time.Duration,
 		return fmt.Errorf("GET %s did not answer 200 (last error: %v)", url, err)
 	})
 }
-
-// Until polls cond every 20 ms and fails the test when it has not held within the given
-// time; what names the condition in the failure.
-func Until(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
