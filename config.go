@@ -370,7 +370,8 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `crier: a Server-Sent Events notification service.
 
 Usage:
-  crier [flags]              serve the page, /events, /publish, /presence, /healthz, /readyz, /metrics
+  crier [flags]              serve the page, /crier.js, /events, /publish, /history, /presence,
+                             /healthz, /readyz, /metrics
   crier [flags] healthcheck  request /healthz on -addr; exit 0 on 200, 1 otherwise
   crier token [token flags]  print a token signed with -jwt-key (crier token -h for its flags)
 
