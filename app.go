@@ -126,6 +126,13 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	// net/http logs failed accepts (out of file descriptors) only at debug: warn and count.
+	if ln, err := handlers.WatchAccepts(a.ln, log, reg); err != nil {
+		_ = a.ln.Close()
+		return nil, fmt.Errorf("count accept errors: %w", err)
+	} else {
+		a.ln = ln
+	}
 	a.srv = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.HeaderTimeout,
