@@ -13,8 +13,8 @@ import (
 // the shared events is that many pointers (and a replay's, see Peek). When the queue is
 // full, two cases differ. A consumer that is blocked (its connection is full) is behind:
 // the next event cuts it off with ErrSlow. A consumer that is not blocked has simply not
-// been served yet: crier's own writers are behind, and the dispatcher waits
-// for it before it fans out another event, so that publishers wait in turn.
+// been served yet: crier's own writers are behind, and the dispatcher waits for it before
+// it fans out another event, so that publishers wait in turn.
 type Subscription struct {
 	b       *Broker
 	id      string
@@ -33,7 +33,7 @@ type Subscription struct {
 	err     error    // why the subscription ended; nil while it is open
 	ready   chan struct{}
 	notify  func() // set by Notify; replaces signalling ready
-	sent    uint64 // events handed out by Take
+	sent    uint64 // events handed out by Take and Consume
 	gone    bool   // the consumer stopped taking (Abandon): events are dropped, not queued
 	skip    uint64 // live events up to this id were replayed already (resume through a Bus)
 	// gate, through a Bus, holds back presence events until the subscription's own
