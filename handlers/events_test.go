@@ -197,6 +197,33 @@ func TestJSONErrorsForUnknownRoutesAndMethods(t *testing.T) {
 	}
 }
 
+func TestHeadOnDocumentsNotOnStreams(t *testing.T) {
+	s := newServer(t, broker.Options{}, handlers.Options{})
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/", http.StatusOK},
+		{"/static/app.js", http.StatusOK},
+		{"/healthz", http.StatusOK},
+		{"/readyz", http.StatusOK},
+		{"/events", http.StatusMethodNotAllowed},
+		{"/publish", http.StatusMethodNotAllowed},
+	} {
+		resp, err := s.Client().Head(s.URL + tc.path)
+		if err != nil {
+			t.Fatalf("HEAD %s: %v", tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("HEAD %s: %d, want %d", tc.path, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusOK && resp.Header.Get("Content-Type") == "" {
+			t.Errorf("HEAD %s: no Content-Type", tc.path)
+		}
+	}
+}
+
 func TestPageHealthAndReadiness(t *testing.T) {
 	s := newServer(t, broker.Options{}, handlers.Options{})
 	for _, tc := range []struct {

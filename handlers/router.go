@@ -152,15 +152,16 @@ func New(o Options) (http.Handler, error) {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, reject(http.StatusMethodNotAllowed, r.Method+" is not allowed here"))
 	})
-	r.Get("/", page.index)
-	r.Get("/static/*", page.static)
-	r.Get("/crier.js", page.library)
+	// Documents and probes answer HEAD too, as any web server's do; a stream does not.
+	getHead(r, "/", page.index)
+	getHead(r, "/static/*", page.static)
+	getHead(r, "/crier.js", page.library)
 	r.Get("/events", ev.ServeHTTP)
 	r.Get("/history", (&historyHandler{broker: o.Broker, auth: az, retry: o.Retry}).ServeHTTP)
 	r.Get("/presence", (&presenceHandler{broker: o.Broker, auth: az, retry: o.Retry}).ServeHTTP)
 	r.Post("/publish", readWithin(bodyTimeout, m.countPublishes(pub)).ServeHTTP)
-	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+	getHead(r, "/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
+	getHead(r, "/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := o.Broker.Ready(); err != nil {
 			writeErr(w, brokerError(err, o.Retry))
 			return
@@ -171,6 +172,12 @@ func New(o Options) (http.Handler, error) {
 		r.Method(http.MethodGet, "/metrics", o.Metrics)
 	}
 	return r, nil
+}
+
+// getHead routes both GET and HEAD of path to h; net/http drops the body of a HEAD.
+func getHead(r chi.Router, path string, h http.HandlerFunc) {
+	r.Get(path, h)
+	r.Head(path, h)
 }
 
 // exceptMetrics applies mw to every path but /metrics: served with CORS headers under
