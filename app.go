@@ -36,6 +36,9 @@ type app struct {
 	ln      net.Listener
 	pprof   *http.Server // nil unless built with -tags pprof
 	pprofLn net.Listener
+	// metrics serves /metrics on -metrics-addr; nil when it is served on -addr.
+	metrics   *http.Server
+	metricsLn net.Listener
 }
 
 // newApp builds crier from cfg, listening but not yet serving. With tlsConf it will
@@ -96,27 +99,39 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 	a.hub = hub.New(hub.Options{})
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
+	scrape := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError, // a partial scrape beats a 500
+	})
+	onMain := scrape
+	if cfg.MetricsAddr != "" {
+		onMain = nil // the main listener answers /metrics with 404
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("listen on -metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", scrape)
+		a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HeaderTimeout, WriteTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	}
 	h, err := handlers.New(handlers.Options{
-		Broker:          a.broker,
-		Logger:          log,
-		Templates:       templates,
-		Static:          static,
-		Client:          clientJS,
-		CORSOrigins:     cfg.origins(),
-		Heartbeat:       cfg.Heartbeat,
-		Retry:           cfg.Retry,
-		ReconnectSpread: cfg.ReconnectSpread,
-		MaxBody:         int64(cfg.MaxBody),
-		PublishToken:    cfg.PublishToken,
-		PrivateTopics:   cfg.private,
-		Tokens:          cfg.tokens,
-		Registerer:      reg,
-		Stats:           a.broker.Stats,
-		Hub:             a.hub,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-			ErrorHandling: promhttp.ContinueOnError, // a partial scrape beats a 500
-		}),
+		Broker:            a.broker,
+		Logger:            log,
+		Templates:         templates,
+		Static:            static,
+		Client:            clientJS,
+		CORSOrigins:       cfg.origins(),
+		Heartbeat:         cfg.Heartbeat,
+		Retry:             cfg.Retry,
+		ReconnectSpread:   cfg.ReconnectSpread,
+		MaxBody:           int64(cfg.MaxBody),
+		PublishToken:      cfg.PublishToken,
+		PrivateTopics:     cfg.private,
+		Tokens:            cfg.tokens,
+		Registerer:        reg,
+		Stats:             a.broker.Stats,
+		Hub:               a.hub,
+		Metrics:           onMain,
 		MaxStreamsPerAddr: cfg.MaxStreamsPerIP,
 	})
 	if err != nil {
@@ -179,6 +194,13 @@ func (a *app) run(ctx context.Context) int {
 	} else {
 		profiled <- http.ErrServerClosed
 	}
+	scraped := make(chan error, 1)
+	if a.metrics != nil {
+		go func() { scraped <- a.metrics.Serve(a.metricsLn) }()
+		a.log.Info("serving metrics", "addr", a.metricsLn.Addr().String())
+	} else {
+		scraped <- http.ErrServerClosed
+	}
 	cfg := a.cfg
 	if cfg.tokens != nil {
 		a.log.Info("tokens accepted", "private_topics", cfg.private.String(),
@@ -203,6 +225,12 @@ func (a *app) run(ctx context.Context) int {
 	}
 	if err := <-profiled; !errors.Is(err, http.ErrServerClosed) {
 		a.log.Warn("profile server stopped", "err", err)
+	}
+	if a.metrics != nil {
+		_ = a.metrics.Close()
+	}
+	if err := <-scraped; !errors.Is(err, http.ErrServerClosed) {
+		a.log.Warn("metrics server stopped", "err", err)
 	}
 	return code
 }
@@ -234,6 +262,9 @@ func (a *app) shutdown() {
 func (a *app) close() {
 	if a.pprofLn != nil {
 		_ = a.pprofLn.Close()
+	}
+	if a.metricsLn != nil {
+		_ = a.metricsLn.Close()
 	}
 	if a.ln != nil {
 		_ = a.ln.Close()

@@ -23,6 +23,7 @@ import (
 // config is everything the flags and CRIER_* environment variables set.
 type config struct {
 	Addr            string
+	MetricsAddr     string
 	CORSOrigins     string
 	Heartbeat       time.Duration
 	Retry           time.Duration
@@ -70,6 +71,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (*
 	fs := flag.NewFlagSet("crier", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen `address` (host:port)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this `address` (host:port) of its own instead of on -addr, to keep it off the public listener (empty: on -addr)")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "*", "comma-separated `origins` allowed to read streams and publish from a browser (* for any)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "write a comment line to every idle stream this often")
 	fs.DurationVar(&c.Retry, "retry", 3*time.Second, "reconnection delay sent to clients in the retry: field")

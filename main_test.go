@@ -114,3 +114,36 @@ func TestGeneratedTokenIsLoggedOnce(t *testing.T) {
 		t.Errorf("publish with the logged token: %s", resp.Status)
 	}
 }
+
+func TestMetricsAddrServesMetricsOffTheMainListener(t *testing.T) {
+	metricsAddr := testenv.FreeAddr(t)
+	p := testenv.Start(t, []string{"-metrics-addr", metricsAddr})
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{"http://" + metricsAddr + "/metrics", http.StatusOK},
+		{p.URL + "/metrics", http.StatusNotFound},
+		{"http://" + metricsAddr + "/events", http.StatusNotFound},
+	} {
+		resp, err := http.Get(tc.url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.url, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s: %d, want %d", tc.url, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusOK && !strings.Contains(string(body), "crier_subscribers") {
+			t.Errorf("GET %s: no crier metrics in\n%.300s", tc.url, body)
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d (%v) after SIGTERM, want 0\n%s", code, err, p.Output())
+	}
+	if _, err := net.Dial("tcp", metricsAddr); err == nil {
+		t.Errorf("-metrics-addr %s still accepts connections after the exit", metricsAddr)
+	}
+}
