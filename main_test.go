@@ -102,7 +102,15 @@ func TestGeneratedTokenIsLoggedOnce(t *testing.T) {
 		t.Fatalf("want one publish_token= line, got:\n%s", out)
 	}
 	token := strings.Fields(out[i+len("publish_token="):])[0]
-	req, _ := http.NewRequest(http.MethodPost, p.URL+"/publish", strings.NewReader("hi"))
+	if status := publishText(t, p.URL+"/publish", token, "hi"); status != http.StatusOK {
+		t.Errorf("publish with the logged token: %d", status)
+	}
+}
+
+// publishText posts body as text/plain to url with token and returns the status.
+func publishText(t *testing.T, url, token, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "text/plain")
 	resp, err := http.DefaultClient.Do(req)
@@ -110,9 +118,7 @@ func TestGeneratedTokenIsLoggedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("publish with the logged token: %s", resp.Status)
-	}
+	return resp.StatusCode
 }
 
 func TestMetricsAddrServesMetricsOffTheMainListener(t *testing.T) {

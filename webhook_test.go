@@ -134,16 +134,8 @@ func TestWebhookBackendThatHangsSlowsNothing(t *testing.T) {
 		}
 		open = append(open, ssetest.NewReader(resp.Body))
 	}
-	req, _ := http.NewRequest(http.MethodPost, p.URL+"/publish?topic=news", strings.NewReader("while the backend hangs"))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "text/plain")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("publish: %s", resp.Status)
+	if status := publishText(t, p.URL+"/publish?topic=news", token, "while the backend hangs"); status != http.StatusOK {
+		t.Fatalf("publish: %d", status)
 	}
 	for i, r := range open {
 		for {
