@@ -271,6 +271,48 @@ function renderRooms() {
   ui.rooms.hidden = boxes.length === 0;
 }
 
+// --- plain EventSource -----------------------------------------------------
+
+// plainFeed follows /events with the browser's plain EventSource, one stream per tab,
+// with the surface of /crier.js's feed that this page uses. EventSource resumes by itself
+// with Last-Event-ID after an error, but hands over only the event names it listens for:
+// these, and "message".
+const PLAIN_NAMES = ["message", "new_user", "user_left", "missed", "join", "leave"];
+function plainFeed(initial) {
+  const fns = new Map();
+  const st = { state: "connecting", tabs: 1, sharing: "none", error: null, wait: 0, rooms: [] };
+  const emit = (name, v) => (fns.get(name) || []).forEach((fn) => fn(v));
+  let es = null;
+  const open = (list) => {
+    if (es) es.close();
+    const q = new URLSearchParams(list.map((t) => ["topic", t])).toString();
+    es = new EventSource("/events" + (q ? "?" + q : ""));
+    es.onopen = () => emit("", Object.assign(st, { state: "live" }));
+    es.onerror = () => emit("", Object.assign(st, { state: es.readyState === EventSource.CLOSED ? "closed" : "reconnecting" }));
+    for (const name of PLAIN_NAMES) {
+      es.addEventListener(name, (e) => {
+        let data = e.data;
+        try {
+          data = JSON.parse(e.data);
+        } catch {
+          // text, as published
+        }
+        const topic = (name === "join" || name === "leave") && data ? data.topic : "";
+        emit("*", { id: e.lastEventId, event: name, topic, data, text: e.data });
+      });
+    }
+  };
+  open(initial);
+  return {
+    on: (name, fn) => fns.set(name, [...(fns.get(name) || []), fn]),
+    onStatus: (fn) => fns.set("", [...(fns.get("") || []), fn]),
+    status: () => st,
+    setTopics: open,
+    presence: (t) => fetch("/presence?topic=" + encodeURIComponent(t)).then((r) => (r.ok ? r.json() : null)),
+    close: () => es.close(),
+  };
+}
+
 // --- forms -----------------------------------------------------------------
 
 function applyFollow(ev) {
@@ -293,7 +335,9 @@ function applyFollow(ev) {
     feed.setTopics(topics);
     refreshRooms(feed.status().rooms);
   } else {
-    feed = connect({ topics });
+    // /crier.js reads the stream with fetch; a browser that cannot read a response as a
+    // stream gets the browser's own EventSource instead.
+    feed = "ReadableStream" in window ? connect({ topics }) : plainFeed(topics);
     feed.onStatus(showStatus);
     feed.on("*", onEvent);
   }
