@@ -4,7 +4,7 @@
 #   docker run -p 8080:8080 crier
 #
 # The build stage uses the official Go image of the patched Go that crier is pinned to
-# (go.mod's go line); the final stage holds only the binary, the CA bundle (for rediss://
+# (go.mod's toolchain line); the final stage holds only the binary, the CA bundle (for rediss://
 # URLs) and the passwd/group entries that USER needs.
 
 FROM golang:1.27.3-bookworm AS build

@@ -4,7 +4,7 @@
 # skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The patched Go that crier is built and tested with (go.mod's go line). The go command
+# The patched Go that crier is built and tested with (go.mod's toolchain line). The go command
 # fetches it from the module proxy once; a machine's own Go ignores go.mod's version.
 export GOTOOLCHAIN=go1.27.3
 
