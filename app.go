@@ -26,19 +26,24 @@ import (
 
 // app is crier built from its configuration: what it serves with, and what it stops.
 type app struct {
-	cfg     *config
-	log     *slog.Logger
-	broker  *broker.Broker
-	bus     *redisbus.Bus   // nil without -redis-url
-	hooks   *webhook.Sender // nil without -webhook-url
-	hub     *hub.Hub
-	srv     *http.Server
-	ln      net.Listener
-	pprof   *http.Server // nil unless built with -tags pprof
-	pprofLn net.Listener
-	// metrics serves /metrics on -metrics-addr; nil when it is served on -addr.
-	metrics   *http.Server
-	metricsLn net.Listener
+	cfg    *config
+	log    *slog.Logger
+	broker *broker.Broker
+	bus    *redisbus.Bus   // nil without -redis-url
+	hooks  *webhook.Sender // nil without -webhook-url
+	hub    *hub.Hub
+	srv    *http.Server
+	ln     net.Listener
+	// sides are the servers beside the main one: /metrics on -metrics-addr, and the
+	// profiles of a build with -tags pprof.
+	sides []side
+}
+
+// side is a server of its own listener, started and stopped with the main one.
+type side struct {
+	what string // what it serves, for the log
+	srv  *http.Server
+	ln   net.Listener
 }
 
 // newApp builds crier from cfg, listening but not yet serving. With tlsConf it will
@@ -106,13 +111,15 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 	onMain := scrape
 	if cfg.MetricsAddr != "" {
 		onMain = nil // the main listener answers /metrics with 404
-		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
 			return nil, fmt.Errorf("listen on -metrics-addr %s: %w", cfg.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", scrape)
-		a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HeaderTimeout, WriteTimeout: 30 * time.Second,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		a.sides = append(a.sides, side{what: "metrics", ln: ln, srv: &http.Server{Handler: mux,
+			ReadHeaderTimeout: cfg.HeaderTimeout, WriteTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}})
 	}
 	h, err := handlers.New(handlers.Options{
 		Broker:            a.broker,
@@ -165,11 +172,12 @@ func newApp(cfg *config, tlsConf *tls.Config, log *slog.Logger) (_ *app, err err
 	var fresh unused
 	a.srv.ConnState = fresh.track
 	a.srv.RegisterOnShutdown(fresh.close)
-	if a.pprof = pprofServer(); a.pprof != nil {
-		if a.pprofLn, err = net.Listen("tcp", a.pprof.Addr); err != nil {
+	if prof := pprofServer(); prof != nil {
+		if ln, err := net.Listen("tcp", prof.Addr); err != nil {
 			// Profiles are a debugging aid: crier serves without them.
-			log.Warn("cannot serve profiles", "addr", a.pprof.Addr, "err", err)
-			a.pprof, err = nil, nil
+			log.Warn("cannot serve profiles", "addr", prof.Addr, "err", err)
+		} else {
+			a.sides = append(a.sides, side{what: "profiles", srv: prof, ln: ln})
 		}
 	}
 	return a, nil
@@ -187,19 +195,10 @@ func (a *app) run(ctx context.Context) int {
 		}
 		served <- a.srv.Serve(a.ln)
 	}()
-	profiled := make(chan error, 1)
-	if a.pprof != nil {
-		go func() { profiled <- a.pprof.Serve(a.pprofLn) }()
-		a.log.Info("serving profiles", "addr", a.pprofLn.Addr().String())
-	} else {
-		profiled <- http.ErrServerClosed
-	}
-	scraped := make(chan error, 1)
-	if a.metrics != nil {
-		go func() { scraped <- a.metrics.Serve(a.metricsLn) }()
-		a.log.Info("serving metrics", "addr", a.metricsLn.Addr().String())
-	} else {
-		scraped <- http.ErrServerClosed
+	sided := make(chan error, len(a.sides))
+	for _, sd := range a.sides {
+		go func() { sided <- fmt.Errorf("%s server: %w", sd.what, sd.srv.Serve(sd.ln)) }()
+		a.log.Info("serving "+sd.what, "addr", sd.ln.Addr().String())
 	}
 	cfg := a.cfg
 	if cfg.tokens != nil {
@@ -220,17 +219,13 @@ func (a *app) run(ctx context.Context) int {
 		<-served
 		a.log.Info("stopped")
 	}
-	if a.pprof != nil {
-		_ = a.pprof.Close()
+	for _, sd := range a.sides {
+		_ = sd.srv.Close()
 	}
-	if err := <-profiled; !errors.Is(err, http.ErrServerClosed) {
-		a.log.Warn("profile server stopped", "err", err)
-	}
-	if a.metrics != nil {
-		_ = a.metrics.Close()
-	}
-	if err := <-scraped; !errors.Is(err, http.ErrServerClosed) {
-		a.log.Warn("metrics server stopped", "err", err)
+	for range a.sides {
+		if err := <-sided; !errors.Is(err, http.ErrServerClosed) {
+			a.log.Warn("stopped", "err", err)
+		}
 	}
 	return code
 }
@@ -260,11 +255,8 @@ func (a *app) shutdown() {
 // shutdown that is the hub's goroutines and the bus (which takes this node out of the
 // cluster once its streams have ended).
 func (a *app) close() {
-	if a.pprofLn != nil {
-		_ = a.pprofLn.Close()
-	}
-	if a.metricsLn != nil {
-		_ = a.metricsLn.Close()
+	for _, sd := range a.sides {
+		_ = sd.ln.Close()
 	}
 	if a.ln != nil {
 		_ = a.ln.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
 	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 var (
@@ -351,7 +352,7 @@ func TestTokenExpiryEndsStreamAndResumeLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs lockedLog
+		var logs testenv.Log
 		h, err := handlers.New(handlers.Options{Broker: b, Templates: testTemplates, Static: testStatic,
 			PublishToken: token, PrivateTopics: private, Tokens: v, Heartbeat: time.Hour,
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

@@ -18,6 +18,7 @@ import (
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
 	"github.com/crierhq/crier/handlers/sse"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 // The fuzz tests below drive the real handler in memory with anything a client could
@@ -28,12 +29,12 @@ const fuzzMaxBody = 4096
 
 // panicked reports whether the recoverer logged a panic: a 500 is never acceptable,
 // and a panic must not hide behind one.
-func panicked(logs *lockedLog) bool { return strings.Contains(logs.String(), "panicked") }
+func panicked(logs *testenv.Log) bool { return strings.Contains(logs.String(), "panicked") }
 
-func fuzzHandler(f *testing.F) (http.Handler, *broker.Broker, *lockedLog) {
+func fuzzHandler(f *testing.F) (http.Handler, *broker.Broker, *testenv.Log) {
 	b := broker.New(broker.Options{History: 50, Presence: true, Encode: sse.Encode})
 	f.Cleanup(b.Close)
-	logs := &lockedLog{}
+	logs := &testenv.Log{}
 	h, err := handlers.New(handlers.Options{
 		Broker:       b,
 		Logger:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})),

@@ -28,12 +28,12 @@ const opsToken = "ops-secret"
 
 // opsHandler builds crier's handler over a fresh broker and registry, with the options
 // changed by edit, and logs at debug into the returned buffer.
-func opsHandler(t *testing.T, edit func(*handlers.Options)) (http.Handler, *lockedLog) {
+func opsHandler(t *testing.T, edit func(*handlers.Options)) (http.Handler, *testenv.Log) {
 	t.Helper()
 	b := broker.New(broker.Options{History: 100, Presence: true, Encode: sse.Encode})
 	t.Cleanup(b.Close)
 	reg := prometheus.NewRegistry()
-	logs := &lockedLog{}
+	logs := &testenv.Log{}
 	o := handlers.Options{
 		Broker:       b,
 		Logger:       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

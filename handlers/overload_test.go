@@ -11,6 +11,7 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 // TestPublishRefusedWhileBehind: while delivery is behind (here a subscription whose
@@ -19,7 +20,7 @@ import (
 // and its event is never delivered; nobody is cut off, every event answered 200 reaches
 // the stream once delivery catches up, and the log says once that it fell behind.
 func TestPublishRefusedWhileBehind(t *testing.T) {
-	logs := &lockedLog{}
+	logs := &testenv.Log{}
 	s := newServer(t, broker.Options{Buffer: 64, PublishWait: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(logs, nil))}, handlers.Options{})
 	st := s.open(t, "?topic=t", nil)

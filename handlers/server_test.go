@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -193,22 +192,4 @@ func decode(t *testing.T, ev ssetest.Event) presenceData {
 		t.Fatalf("presence data %q: %v", ev.Data, err)
 	}
 	return p
-}
-
-// lockedLog is a log that can be read while handlers write to it.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
