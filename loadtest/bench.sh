@@ -8,6 +8,11 @@
 #   RUNS=3 loadtest/bench.sh idle          # three runs, each on a fresh server
 #   CRIER_FLAGS="-buffer 1024" loadtest/bench.sh saturate
 #   CRIER_COMMIT=b0b26b9 loadtest/bench.sh fanout   # crier as of a commit (the tool stays as is)
+#   SPIN=1 loadtest/bench.sh overload -rate 2000    # a busy loop shares crier's core
+#
+# SPIN=n runs n busy loops on crier's core for the run, so that crier, not the tool,
+# is the bottleneck: one core of this tool reads fewer events per second than one core
+# of crier writes, and a tool that falls behind is a slow client, which crier cuts off.
 #
 # Without CRIER_COMMIT crier is built from the working tree, uncommitted changes included.
 #
@@ -50,16 +55,21 @@ for run in $(seq 1 "$runs"); do
   "${pin0[@]}" "$out/crier" -addr "127.0.0.1:$port" -publish-token bench -presence=$presence \
     -log-level warn ${CRIER_FLAGS:-} >"$out/crier-$run.log" 2>&1 &
   pid=$!
-  trap 'kill $pid 2>/dev/null || true' EXIT
+  spinners=()
+  for _ in $(seq 1 "${SPIN:-0}"); do
+    "${pin0[@]}" sh -c 'while :; do :; done' &
+    spinners+=($!)
+  done
+  trap 'kill $pid "${spinners[@]}" 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  echo "bench: run $run/$runs: crier ($built) pid $pid on port $port (-presence=$presence ${CRIER_FLAGS:-}), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  echo "bench: run $run/$runs: crier ($built) pid $pid on port $port (-presence=$presence ${CRIER_FLAGS:-}, ${SPIN:-0} busy loops beside it), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   "${pin1[@]}" "$out/loadtest" "$scenario" -target "http://127.0.0.1:$port" -token bench -pid "$pid" "$@" |
     tee -a "$out/results.jsonl"
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  kill "$pid" "${spinners[@]}" 2>/dev/null || true
+  wait "$pid" "${spinners[@]}" 2>/dev/null || true
   trap - EXIT
 done
 echo "bench: results in $out/results.jsonl" >&2
