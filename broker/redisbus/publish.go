@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/crierhq/crier/broker"
 )
@@ -11,9 +12,17 @@ import (
 // Publishes that arrive while a script call is under way wait for the next call and go
 // together: one call, one round trip and one read of the newest id for the whole batch,
 // which is most of what a publish cost Redis when each had a call of its own.
+//
+// A call costs Redis more than the events in it, so batches should be large; but only
+// what arrived during the previous call is queued when it returns, a publish or two at
+// moderate rates. So when the previous batch held several publishes (publishers are
+// busy), the next call waits, for at most batchLinger, until as many are queued again:
+// a batch size that publishers sustain is kept, and a quiet bus (batches of one) never
+// waits.
 const (
 	batchEvents = 128     // events per call at most
 	batchBytes  = 4 << 20 // data per call at most, unless one event is larger
+	batchLinger = time.Millisecond
 )
 
 // Bytes counted against Options.HistoryMemory, an estimate of what Redis spends: each
@@ -74,6 +83,9 @@ func (bus *Bus) publishLoop(ctx context.Context) {
 			close(p.done)
 		}
 	}()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	last := 0 // publishes in the previous batch
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,13 +93,39 @@ func (bus *Bus) publishLoop(ctx context.Context) {
 		case <-bus.pwake:
 		}
 		for ctx.Err() == nil {
+			if last > 1 {
+				bus.gather(ctx, linger, last)
+			}
 			batch := bus.takeBatch()
 			if len(batch) == 0 {
+				last = 0
 				break
 			}
+			last = len(batch)
 			bus.send(ctx, batch)
 		}
 	}
+}
+
+// gather waits until n publishes are queued, for at most batchLinger.
+func (bus *Bus) gather(ctx context.Context, linger *time.Timer, n int) {
+	linger.Reset(batchLinger)
+	defer linger.Stop()
+	for bus.queued() < n {
+		select {
+		case <-ctx.Done():
+			return
+		case <-linger.C:
+			return
+		case <-bus.pwake:
+		}
+	}
+}
+
+func (bus *Bus) queued() int {
+	bus.pmu.Lock()
+	defer bus.pmu.Unlock()
+	return len(bus.pqueue)
 }
 
 // takeBatch takes the oldest queued publishes, within batchEvents and batchBytes.
