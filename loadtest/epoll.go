@@ -277,6 +277,7 @@ func (s *stream) onEvents(events uint32) {
 		return
 	}
 	s.rd.budget = 1 // read until the socket is drained; parse what is buffered, then wait again
+	s.rd.hungUp = events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
 	if s.state == stHeader {
 		for !s.headerBuffered() {
 			err := s.br.fill()
@@ -357,11 +358,15 @@ func (s *stream) end(err error) {
 
 // fdReader reads a non-blocking, edge-triggered socket until it is drained, then says it
 // would block: a read that fills p may have left more behind, so it earns another;
-// a short one emptied the socket (TCP hands over all it has, up to len(p)), so no read
-// is spent finding nothing.
+// a short one emptied the socket of data (TCP hands over all it has, up to len(p)), so
+// no read is spent finding nothing. But not of the peer's end: a hang-up that came with
+// the last data, before this readiness was served, is reported by the next read alone,
+// and no later edge announces it, so once the readiness says the peer hung up, every
+// read earns another until the end is read.
 type fdReader struct {
 	fd     int
 	budget int
+	hungUp bool // this readiness came with EPOLLRDHUP, EPOLLHUP or EPOLLERR
 }
 
 // epollET is EPOLLET as the uint32 that EpollEvent.Events holds.
@@ -381,7 +386,7 @@ func (r *fdReader) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
-	if int(n) == len(p) {
+	if int(n) == len(p) || r.hungUp {
 		r.budget = 1
 	}
 	return int(n), nil

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 // TestFDReaderDrains checks the edge-triggered reading rule: after one readiness the
@@ -76,4 +83,71 @@ func TestFDReaderDrains(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEpollSeesServerEnd: a server that writes a stream's last bytes and closes the
+// connection at once, as crier does when it cuts a slow stream off, puts the data and
+// the end in the socket before the loop reads it: the loop must read on to the end, not
+// stop at the short read and wait for an edge that will not come, and so count the
+// stream ended rather than keep it open (and its events owed) for ever.
+func TestEpollSeesServerEnd(t *testing.T) {
+	const streams = 50
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conns := make(chan net.Conn, streams)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				rd := bufio.NewReader(c)
+				for {
+					line, err := rd.ReadString('\n')
+					if err != nil {
+						c.Close()
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"+
+					"d\r\nretry: 1000\n\n\r\n")
+				conns <- c
+			}()
+		}
+	}()
+
+	c, err := newClient("http://"+ln.Addr().String(), "", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newLoop(newFDTable(4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.stop()
+	p := newPool(c, "", 4096, []*loop{l})
+	defer p.closeAll()
+	if n := p.add(t.Context(), streams, streams); n != streams {
+		t.Fatalf("%d of %d streams opened: %v", n, streams, p.err())
+	}
+	events := strings.Repeat("event: other\ndata: x\n\n", 100)
+	last := fmt.Sprintf("%x\r\n%s\r\n", len(events), events) // a chunk, not the last one
+	for range streams {
+		c := <-conns
+		io.WriteString(c, last) // the end of the stream follows at once, without a last chunk
+		c.Close()
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if open, dropped := p.open.Load(), p.dropped.Load(); open > 0 || dropped != streams {
+			return fmt.Errorf("%d streams still open, %d of %d seen ended by the server", open, dropped, streams)
+		}
+		return nil
+	})
 }

@@ -31,6 +31,8 @@ type phase struct {
 	pubEnd    atomic.Int64 // and when the publishers stopped
 	lastRecv  atomic.Int64 // Unix nanoseconds of the latest load event received
 
+	got []atomic.Int64 // unique load events per stream open when publishing started, by pool index
+
 	// Presence counting: presenceDone is closed when presenceWant presenceName events
 	// (new_user, or a room's join) arrived.
 	presenceName string
@@ -66,18 +68,33 @@ func (ph *phase) pubError(msg string) {
 // expected is the number of deliveries a lossless run makes.
 func (ph *phase) expected() int64 { return ph.published.Load() * ph.streams }
 
-// drain waits, after publishing stopped, until every event reached every stream, at
-// most for timeout, and gives up earlier once nothing has arrived for two seconds.
-func (ph *phase) drain(ctx context.Context, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	last, lastChange := ph.unique.Load(), time.Now()
-	for ph.unique.Load() < ph.expected() && time.Now().Before(deadline) {
-		if !sleepCtx(ctx, 10*time.Millisecond) {
-			return
+// track counts deliveries per stream of p from now on, for drain and owed.
+func (ph *phase) track(p *pool) {
+	ph.streams = p.open.Load()
+	ph.got = make([]atomic.Int64, len(p.streams))
+}
+
+// owed is the number of deliveries that the streams of p still open are yet to get:
+// what the server still owes, whereas the events of a stream it ended are lost.
+func (ph *phase) owed(p *pool) int64 {
+	want := ph.published.Load()
+	var owed int64
+	for i := range ph.got {
+		if s := p.streams[i]; s.live.Load() {
+			owed += max(0, want-ph.got[i].Load())
 		}
-		if u := ph.unique.Load(); u != last {
-			last, lastChange = u, time.Now()
-		} else if time.Since(lastChange) > 2*time.Second {
+	}
+	return owed
+}
+
+// drain waits, after publishing stopped, until every stream still open has every
+// event, or for timeout. It does not stop at a pause: a server behind a slow reader
+// holds megabytes per stream in its sockets, and TCP may leave one idle for seconds
+// (retransmission after a drop, a zero-window probe) while it still owes the rest.
+func (ph *phase) drain(ctx context.Context, p *pool, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for ph.owed(p) > 0 && time.Now().Before(deadline) {
+		if !sleepCtx(ctx, 10*time.Millisecond) {
 			return
 		}
 	}

@@ -27,6 +27,7 @@ type result struct {
 	Expected         int64   `json:"expected_deliveries,omitempty"`
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	Lost             int64   `json:"lost"`
+	LostOpen         int64   `json:"lost_open"`      // of those, owed to streams still open at the end (the rest: to streams the server ended)
 	Duplicates       int64   `json:"duplicates"`     // or reordered
 	IDRegressions    int64   `json:"id_regressions"` // ids not strictly increasing
 	Malformed        int64   `json:"malformed,omitempty"`
@@ -94,6 +95,7 @@ func (r *result) fillLoad(ph *phase, p *pool) {
 	r.Deliveries = ph.unique.Load() + ph.dups.Load()
 	r.Expected = ph.expected()
 	r.Lost = max(0, r.Expected-ph.unique.Load())
+	r.LostOpen = ph.owed(p)
 	r.Duplicates = ph.dups.Load()
 	r.IDRegressions = ph.idBack.Load()
 	r.Malformed = ph.malformed.Load()

@@ -113,7 +113,7 @@ func (r *runner) load(ctx context.Context, name string) (result, error) {
 // measure runs one publishing phase over the streams of p.
 func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	ph := newPhase()
-	ph.streams = p.open.Load()
+	ph.track(p)
 	ph.open = r.o.openLoop
 	if rate <= 0 && r.o.window > 0 {
 		ph.win = newWindow(r.o.window, r.o.publishers, &p.open)
@@ -132,7 +132,7 @@ func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	}
 	cpu := startCPU(r.pid)
 	publishLoad(ctx, r.c, ph, r.o.publishers, rate, r.o.duration, r.o.size, r.o.topic)
-	ph.drain(ctx, r.o.drain)
+	ph.drain(ctx, p, r.o.drain)
 	r.cpuNote(cpu)
 	s := ph.lat.summary()
 	pubSecs := time.Duration(ph.pubEnd.Load() - ph.pubStart.Load()).Seconds()
@@ -147,6 +147,9 @@ func (r *runner) measure(ctx context.Context, p *pool, rate float64) *phase {
 	}
 	if d := p.dropped.Load(); d > 0 {
 		r.logf("%d streams were ended by the server; first: %v", d, p.err())
+	}
+	if ph.unique.Load() < ph.expected() {
+		r.logf("of the lost deliveries, %d were owed to streams still open", ph.owed(p))
 	}
 	return ph
 }

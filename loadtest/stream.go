@@ -387,6 +387,9 @@ func (s *stream) handleLoad(ph *phase) {
 	if d.seq > s.last[d.pub] {
 		s.last[d.pub] = d.seq
 		ph.unique.Add(1)
+		if s.idx < len(ph.got) {
+			ph.got[s.idx].Add(1)
+		}
 		ph.win.delivered(d.pub, d.seq)
 	} else {
 		ph.dups.Add(1)
