@@ -21,7 +21,6 @@ import (
 	"github.com/crierhq/crier/auth"
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
-	"github.com/crierhq/crier/handlers/sse"
 	"github.com/crierhq/crier/internal/testenv"
 )
 
@@ -346,19 +345,13 @@ func TestCORSCredentialsForTokenCookies(t *testing.T) {
 // event id receives what was published meanwhile, once. The log never shows the token.
 func TestTokenExpiryEndsStreamAndResumeLosesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := broker.New(broker.Options{Encode: sse.Encode, History: 100})
-		defer b.Close()
 		v, err := auth.NewVerifier(auth.Keys{Secret: jwtSecret}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var logs testenv.Log
-		h, err := handlers.New(handlers.Options{Broker: b, Templates: testTemplates, Static: testStatic,
-			PublishToken: token, PrivateTopics: private, Tokens: v, Heartbeat: time.Hour,
+		h, b, _ := setup{}.handler(t, broker.Options{History: 100}, handlers.Options{PrivateTopics: private, Tokens: v,
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-		if err != nil {
-			t.Fatal(err)
-		}
 		publish := func(data string) uint64 {
 			r, err := b.Publish(context.Background(), broker.Message{Topic: "user/42", Data: []byte(data)})
 			if err != nil {

@@ -36,7 +36,7 @@ func TestIndependentClientResumes(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	s := newServer(t, broker.Options{History: 100}, handlers.Options{Retry: 100 * time.Millisecond}, gate)
+	s := setup{wrap: gate}.start(t, broker.Options{History: 100}, handlers.Options{Retry: 100 * time.Millisecond})
 	client := sse.NewClient(s.URL + "/events")
 
 	var mu sync.Mutex

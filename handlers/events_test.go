@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
+	"github.com/crierhq/crier/internal/ssetest"
 )
 
 func TestTwoStreamsSeePresence(t *testing.T) {
@@ -273,4 +275,21 @@ func TestPageRefusesTemplateActions(t *testing.T) {
 	if _, err := handlers.New(handlers.Options{Broker: b, Templates: templates, Static: testStatic, PublishToken: token}); err == nil {
 		t.Fatal("a page with a template action was accepted, and would be served verbatim")
 	}
+}
+
+// presenceData is the payload of new_user and user_left.
+type presenceData struct {
+	Message     string `json:"message"`
+	Subscriber  string `json:"subscriber"`
+	Subscribers int    `json:"subscribers"`
+	Time        string `json:"time"`
+}
+
+func decode(t *testing.T, ev ssetest.Event) presenceData {
+	t.Helper()
+	var p presenceData
+	if err := json.Unmarshal([]byte(ev.Data), &p); err != nil {
+		t.Fatalf("presence data %q: %v", ev.Data, err)
+	}
+	return p
 }

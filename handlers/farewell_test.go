@@ -1,17 +1,12 @@
 package handlers_test
 
 import (
-	"bufio"
-	"context"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
-	"github.com/crierhq/crier/handlers/hub"
 )
 
 // TestEndedStreamsSpreadRetry: a stream that crier ends itself (here: shutdown) gets,
@@ -23,38 +18,21 @@ func TestEndedStreamsSpreadRetry(t *testing.T) {
 	for _, proto := range []string{"h1", "h2"} {
 		t.Run(proto, func(t *testing.T) {
 			t.Parallel()
-			var b *broker.Broker
-			h, _ := opsHandler(t, func(o *handlers.Options) {
-				b = o.Broker.(*broker.Broker)
-				o.Retry, o.ReconnectSpread = time.Second, 5*time.Second
-				if proto == "h1" {
-					o.Hub = hub.New(hub.Options{})
-					t.Cleanup(o.Hub.Close)
-				}
-			})
-			srv, client, _ := protoServer(t, proto, h, 0)
-			var bodies []*bufio.Reader
+			s := setup{proto: proto}.start(t, presenceHistory, handlers.Options{Retry: time.Second, ReconnectSpread: 5 * time.Second})
+			var opened []*stream
 			for range streams {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				t.Cleanup(cancel)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
-				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != http.StatusOK {
-					t.Fatalf("GET /events: %v %v", resp, err)
-				}
-				t.Cleanup(func() { resp.Body.Close() })
-				r := bufio.NewReader(resp.Body)
-				if line, err := r.ReadString('\n'); line != "retry: 1000\n" {
+				st := s.open(t, "", nil)
+				if line, err := st.Line(); line != "retry: 1000" {
 					t.Fatalf("opening %q (%v), want retry: 1000", line, err)
 				}
-				bodies = append(bodies, r)
+				opened = append(opened, st)
 			}
-			b.Close()
+			s.broker.Close()
 			seen := map[int]bool{}
-			for i, r := range bodies {
+			for i, st := range opened {
 				last := -1
 				for {
-					line, err := r.ReadString('\n')
+					line, err := st.Line()
 					if err != nil {
 						break // the end: clean or not, the farewell came before it
 					}

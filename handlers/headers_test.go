@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/crierhq/crier/handlers"
 )
 
 // TestSecurityHeaders checks what the browser is told: the page may be framed by no
@@ -11,8 +13,7 @@ import (
 // another type; and /metrics, unlike the browser endpoints, never answers with CORS
 // headers, so no other site's script can read it.
 func TestSecurityHeaders(t *testing.T) {
-	h, _ := opsHandler(t, nil)
-	srv := opsServer(t, h)
+	srv := newServer(t, presenceHistory, handlers.Options{})
 	tests := []struct {
 		method, path string
 		origin       string

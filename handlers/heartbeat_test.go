@@ -12,7 +12,6 @@ import (
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
-	"github.com/crierhq/crier/handlers/sse"
 )
 
 // lockedRecorder is a ResponseRecorder whose body can be read while the handler writes.
@@ -43,13 +42,7 @@ func (r *lockedRecorder) body() string {
 // -heartbeat, and a stream that just carried an event gets none.
 func TestHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := broker.New(broker.Options{Encode: sse.Encode})
-		defer b.Close()
-		h, err := handlers.New(handlers.Options{Broker: b, Templates: testTemplates, Static: testStatic,
-			PublishToken: token, Heartbeat: 15 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h, b, _ := setup{}.handler(t, broker.Options{}, handlers.Options{Heartbeat: 15 * time.Second})
 		ctx, cancel := context.WithCancel(t.Context())
 		rec := &lockedRecorder{ResponseRecorder: httptest.NewRecorder()}
 		done := make(chan struct{})

@@ -11,13 +11,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
-	"github.com/crierhq/crier/handlers/sse"
 	"github.com/crierhq/crier/internal/testenv"
 )
 
@@ -32,20 +30,11 @@ const fuzzMaxBody = 4096
 func panicked(logs *testenv.Log) bool { return strings.Contains(logs.String(), "panicked") }
 
 func fuzzHandler(f *testing.F) (http.Handler, *broker.Broker, *testenv.Log) {
-	b := broker.New(broker.Options{History: 50, Presence: true, Encode: sse.Encode})
-	f.Cleanup(b.Close)
-	logs := &testenv.Log{}
-	h, err := handlers.New(handlers.Options{
-		Broker:       b,
-		Logger:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})),
-		Templates:    fstest.MapFS{"index.html": {Data: []byte("<!doctype html>")}},
-		Static:       fstest.MapFS{"app.js": {Data: []byte("//")}},
-		MaxBody:      fuzzMaxBody,
-		PublishToken: token,
+	logs := &testenv.Log{} // errors only: a fuzzed request logged at debug could say "panicked"
+	h, b, _ := setup{noMetrics: true}.handler(f, broker.Options{History: 50, Presence: true}, handlers.Options{
+		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})),
+		MaxBody: fuzzMaxBody,
 	})
-	if err != nil {
-		f.Fatal(err)
-	}
 	return h, b, logs
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,39 +15,20 @@ import (
 	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
 	"github.com/crierhq/crier/handlers/hub"
-	"github.com/crierhq/crier/handlers/sse"
 	"github.com/crierhq/crier/internal/ssetest"
 	"github.com/crierhq/crier/internal/testenv"
 )
 
-// hubServer serves crier's handler with a hub on a real port; wrap, when set, wraps the
-// listener.
-func hubServer(t *testing.T, bo broker.Options, wrap func(net.Listener) net.Listener) (*httptest.Server, *broker.Broker, *hub.Hub) {
+// hubServer serves crier's handler with a hub of two writers; listener, when set, wraps
+// the listener.
+func hubServer(t *testing.T, bo broker.Options, listener func(net.Listener) net.Listener) *server {
 	t.Helper()
-	bo.Encode = sse.Encode
-	b := broker.New(bo)
-	hb := hub.New(hub.Options{Writers: 2})
-	h, err := handlers.New(handlers.Options{Broker: b, Templates: testTemplates, Static: testStatic,
-		PublishToken: token, Hub: hb, Heartbeat: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	if wrap != nil {
-		srv.Listener = wrap(srv.Listener)
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		b.Close()
-		hb.Close()
-		srv.Close()
-	})
-	return srv, b, hb
+	return setup{hub: hub.Options{Writers: 2}, listener: listener}.start(t, bo, handlers.Options{})
 }
 
 // rawStream sends GET /events on its own TCP connection and parses the response with
 // net/http's client-side reader, as any HTTP/1.1 client would.
-func rawStream(t *testing.T, srv *httptest.Server, query string) (net.Conn, *http.Response, *ssetest.Reader) {
+func rawStream(t *testing.T, srv *server, query string) (net.Conn, *http.Response, *ssetest.Reader) {
 	t.Helper()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
@@ -67,7 +47,8 @@ func rawStream(t *testing.T, srv *httptest.Server, query string) (net.Conn, *htt
 // TestHubStreamFraming: a hijacked stream is a well-formed chunked HTTP/1.1 response
 // with the contract's headers, and ends with the last chunk when the server shuts down.
 func TestHubStreamFraming(t *testing.T) {
-	srv, b, hb := hubServer(t, broker.Options{}, nil)
+	srv := hubServer(t, broker.Options{}, nil)
+	b, hb := srv.broker, srv.hub
 	_, resp, events := rawStream(t, srv, "?topic=a")
 	for k, want := range map[string]string{
 		"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
@@ -108,7 +89,7 @@ func TestHubHangupAnnounced(t *testing.T) {
 		wrap func(net.Listener) net.Listener
 	}{{"epoll", nil}, {"reader", opaque}} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, _, _ := hubServer(t, broker.Options{Presence: true}, tc.wrap)
+			srv := hubServer(t, broker.Options{Presence: true}, tc.wrap)
 			_, _, stay := rawStream(t, srv, "")
 			if ev, _ := stay.Next(); ev.Type != "new_user" {
 				t.Fatalf("got %q, want new_user", ev.Type)
@@ -155,7 +136,8 @@ func TestHubStopsEverything(t *testing.T) {
 	}{{"epoll", nil}, {"reader", opaque}} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			srv, b, hb := hubServer(t, broker.Options{}, tc.wrap)
+			srv := hubServer(t, broker.Options{}, tc.wrap)
+			b, hb := srv.broker, srv.hub
 			var bodies []io.Reader
 			for range 20 {
 				_, resp, _ := rawStream(t, srv, "")

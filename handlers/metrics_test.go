@@ -10,49 +10,71 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crierhq/crier/broker"
 	"github.com/crierhq/crier/handlers"
 	"github.com/crierhq/crier/internal/testenv"
 )
 
+// presenceHistory is the broker of the tests that watch streams open and resume.
+var presenceHistory = broker.Options{History: 100, Presence: true}
+
+// TestMetrics counts streams and publishes on either path a stream can take.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	h, _ := opsHandler(t, nil)
-	srv := opsServer(t, h)
-	c := srv.Client()
+	for _, su := range []setup{{}, {noHub: true}} {
+		t.Run(pathName(su), func(t *testing.T) {
+			t.Parallel()
+			testMetrics(t, su.start(t, presenceHistory, handlers.Options{}))
+		})
+	}
+}
 
-	s := opsOpen(t, c, srv.URL+"/events?topic=orders", nil)
-	s.next(t, "new_user", 5*time.Second)
+// pathName names the path HTTP/1.1 streams take under su.
+func pathName(su setup) string {
+	if su.noHub {
+		return "handler"
+	}
+	return "hub"
+}
+
+func testMetrics(t *testing.T, s *server) {
+	st := s.open(t, "?topic=orders", nil)
+	st.expect(t, "new_user")
 
 	for _, p := range []struct {
-		token, body string
-		header      http.Header
-		want        int
+		header http.Header
+		body   string
+		want   int
 	}{
-		{opsToken, `{"data":1}`, nil, 200},
-		{opsToken, `{"topic":"orders","event":"shipped","data":2}`, http.Header{"Idempotency-Key": {"k1"}}, 200},
-		{opsToken, `{"topic":"orders","event":"shipped","data":2}`, http.Header{"Idempotency-Key": {"k1"}}, 200},
-		{"", `{"data":3}`, nil, 401},
-		{"wrong", `{"data":3}`, nil, 403},
-		{opsToken, `{"data":`, nil, 400},
+		{nil, `{"data":1}`, 200},
+		{http.Header{"Idempotency-Key": {"k1"}}, `{"topic":"orders","event":"shipped","data":2}`, 200},
+		{http.Header{"Idempotency-Key": {"k1"}}, `{"topic":"orders","event":"shipped","data":2}`, 200},
+		{http.Header{"Authorization": {""}}, `{"data":3}`, 401},
+		{bearerH("wrong"), `{"data":3}`, 403},
+		{nil, `{"data":`, 400},
 	} {
-		if got, body := opsPublish(t, c, srv.URL, p.token, p.body, p.header); got != p.want {
-			t.Fatalf("publish %s: got %d %s, want %d", p.body, got, body, p.want)
+		if got, body, _ := s.post(t, "application/json", "", p.body, p.header); got != p.want {
+			t.Fatalf("publish %s: got %d %v, want %d", p.body, got, body, p.want)
 		}
 	}
-	first := s.next(t, "message", 5*time.Second)
-	s.next(t, "shipped", 5*time.Second)
+	first := st.expect(t, "message")
+	st.expect(t, "shipped")
 
 	// A second stream resumes after the broadcast and gets the topic event replayed.
-	r := opsOpen(t, c, srv.URL+"/events?topic=orders", http.Header{"Last-Event-Id": {first.ID}})
-	if ev := r.next(t, "shipped", 5*time.Second); ev.Data != "2" {
+	r := s.open(t, "?topic=orders", http.Header{"Last-Event-Id": {first.ID}})
+	if ev := r.expect(t, "shipped"); ev.Data != "2" {
 		t.Fatalf("replayed data %q, want 2", ev.Data)
 	}
-	opsWaitMetric(t, c, srv.URL, "crier_subscribers", 2)
-	s.Close()
-	r.Close()
-	opsWaitMetric(t, c, srv.URL, `crier_streams_closed_total{reason="client"}`, 2)
+	r.expect(t, "new_user")
+	s.waitMetric(t, "crier_subscribers", 2)
+	// The second stream hears the first one leave before it leaves too: closed while
+	// that news is being written, it could end as a failed write instead.
+	st.close()
+	r.expect(t, "user_left")
+	r.close()
+	s.waitMetric(t, `crier_streams_closed_total{reason="client"}`, 2)
 
-	got := opsScrape(t, c, srv.URL)
+	got := s.metrics(t)
 	for name, want := range map[string]float64{
 		"crier_subscribers":                                 0,
 		"crier_subscribers_attached_total":                  2,
@@ -77,7 +99,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// Live deliveries: to the first stream its new_user, the broadcast, the topic event
-	// and the second stream's new_user; to the second its own new_user.
+	// and the second stream's new_user; to the second its own new_user (then the first's user_left).
 	if v := got["crier_deliveries_total"]; v < 5 {
 		t.Errorf("crier_deliveries_total = %v, want at least 5", v)
 	}
@@ -93,9 +115,8 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsOffWithoutRegisterer(t *testing.T) {
 	t.Parallel()
-	h, _ := opsHandler(t, func(o *handlers.Options) { o.Registerer, o.Metrics = nil, nil })
-	srv := opsServer(t, h)
-	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	s := setup{noMetrics: true}.start(t, presenceHistory, handlers.Options{})
+	resp, err := s.Client().Get(s.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +125,8 @@ func TestMetricsOffWithoutRegisterer(t *testing.T) {
 		t.Fatalf("GET /metrics without a Metrics handler: %s, want 404", resp.Status)
 	}
 	// Streams and publishes still work with nothing to count them into.
-	if code, body := opsPublish(t, srv.Client(), srv.URL, opsToken, `{"data":1}`, nil); code != 200 {
-		t.Fatalf("publish: %d %s", code, body)
+	if code, body, _ := s.post(t, "application/json", "", `{"data":1}`, nil); code != 200 {
+		t.Fatalf("publish: %d %v", code, body)
 	}
 }
 
@@ -136,19 +157,26 @@ func (e opsError) Error() string { return string(e) }
 
 const errOpsBus = opsError("redis unreachable")
 
+// TestLogs checks the stream and request lines on either path a stream can take.
 func TestLogs(t *testing.T) {
 	t.Parallel()
-	h, logs := opsHandler(t, nil)
-	srv := opsServer(t, h)
-	c := srv.Client()
+	for _, su := range []setup{{}, {noHub: true}} {
+		t.Run(pathName(su), func(t *testing.T) {
+			t.Parallel()
+			testLogs(t, su.start(t, presenceHistory, handlers.Options{}))
+		})
+	}
+}
 
-	s := opsOpen(t, c, srv.URL+"/events?topic=a&topic=b", http.Header{"X-Request-Id": {"req-stream"}})
-	s.next(t, "new_user", 5*time.Second)
-	if code, _ := opsPublish(t, c, srv.URL, opsToken, `{"topic":"a","data":1}`, http.Header{"X-Request-Id": {"req-pub"}}); code != 200 {
+func testLogs(t *testing.T, s *server) {
+	logs := s.logs
+	st := s.open(t, "?topic=a&topic=b", http.Header{"X-Request-Id": {"req-stream"}})
+	st.expect(t, "new_user")
+	if code, _, _ := s.post(t, "application/json", "", `{"topic":"a","data":1}`, http.Header{"X-Request-Id": {"req-pub"}}); code != 200 {
 		t.Fatalf("publish: %d", code)
 	}
-	s.next(t, "message", 5*time.Second)
-	s.Close()
+	st.expect(t, "message")
+	st.close()
 
 	var lines []map[string]any
 	testenv.Eventually(t, 5*time.Second, func() error {

@@ -32,16 +32,15 @@ func (o *outage) Publish(ctx context.Context, m broker.Message) (broker.Receipt,
 func TestOutageLoggedOncePerTransition(t *testing.T) {
 	t.Parallel()
 	var store *outage
-	h, logs := opsHandler(t, func(o *handlers.Options) {
-		store = &outage{Broker: o.Broker}
-		o.Broker = store
-	})
-	srv := opsServer(t, h)
-	c := srv.Client()
+	s := setup{broker: func(b handlers.Broker) handlers.Broker {
+		store = &outage{Broker: b}
+		return store
+	}}.start(t, presenceHistory, handlers.Options{})
+	logs := s.logs
 	publish := func(want int) {
 		t.Helper()
-		if code, body := opsPublish(t, c, srv.URL, opsToken, `{"data":1}`, nil); code != want {
-			t.Fatalf("publish: %d %s, want %d", code, body, want)
+		if code, body, _ := s.post(t, "application/json", "", `{"data":1}`, nil); code != want {
+			t.Fatalf("publish: %d %v, want %d", code, body, want)
 		}
 	}
 	publish(http.StatusOK)
@@ -55,7 +54,7 @@ func TestOutageLoggedOncePerTransition(t *testing.T) {
 		publish(http.StatusOK)
 	}
 
-	if got := opsScrape(t, c, srv.URL)["crier_publish_failures_total"]; got != 40 {
+	if got := s.metrics(t)["crier_publish_failures_total"]; got != 40 {
 		t.Errorf("crier_publish_failures_total = %v, want 40", got)
 	}
 	var warns, recovered int

@@ -1,16 +1,12 @@
 package handlers_test
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/crierhq/crier/handlers"
-	"github.com/crierhq/crier/handlers/hub"
-	"github.com/crierhq/crier/internal/ssetest"
 )
 
 // TestTaggedStream: with tagged=1, every event published to a topic is preceded by a
@@ -19,34 +15,28 @@ import (
 func TestTaggedStream(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name, proto string
-		hub         bool
+		name string
+		su   setup
 	}{
-		{"hub", "h1", true},
-		{"handler", "h2c", false},
+		{"hub", setup{proto: "h1"}},
+		{"handler", setup{proto: "h2c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h, _ := opsHandler(t, func(o *handlers.Options) {
-				if tc.hub {
-					o.Hub = hub.New(hub.Options{})
-					t.Cleanup(o.Hub.Close)
-				}
-			})
-			srv, c, _ := protoServer(t, tc.proto, h, 0)
-			tagged := openTagged(t, c, srv.URL+"/events?topic=a&topic=b&tagged=1")
-			plain := openTagged(t, c, srv.URL+"/events?topic=a&topic=b")
+			s := tc.su.start(t, presenceHistory, handlers.Options{})
+			tagged := s.open(t, "?topic=a&topic=b&tagged=1", nil)
+			plain := s.open(t, "?topic=a&topic=b", nil)
 			for _, body := range []string{
 				`{"topic":"a","data":"x"}`,
 				`{"topic":"b","event":"e","data":"y"}`,
 				`{"data":"z"}`,
 			} {
-				if code, answer := opsPublish(t, c, srv.URL, opsToken, body, nil); code != http.StatusOK {
-					t.Fatalf("publish %s: %d %s", body, code, answer)
+				if code, answer, _ := s.post(t, "application/json", "", body, nil); code != http.StatusOK {
+					t.Fatalf("publish %s: %d %v", body, code, answer)
 				}
 			}
 			want := map[string]string{`data: "x"`: "topic: a", `data: "y"`: "topic: b", `data: "z"`: ""}
-			for name, st := range map[string]*taggedStream{"tagged": tagged, "plain": plain} {
+			for name, st := range map[string]*stream{"tagged": tagged, "plain": plain} {
 				for _, block := range st.blocksUntil(t, `data: "z"`) {
 					topic := ""
 					if strings.HasPrefix(block[0], "topic:") {
@@ -71,33 +61,13 @@ func TestTaggedStream(t *testing.T) {
 	}
 }
 
-type taggedStream struct {
-	r *ssetest.Reader
-}
-
-func openTagged(t *testing.T, c *http.Client, url string) *taggedStream {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	return &taggedStream{ssetest.NewReader(resp.Body)}
-}
-
 // blocksUntil reads the stream's events, each as its lines, up to the one ending with last.
-func (s *taggedStream) blocksUntil(t *testing.T, last string) [][]string {
+func (st *stream) blocksUntil(t *testing.T, last string) [][]string {
 	t.Helper()
 	var blocks [][]string
 	var block []string
 	for {
-		line, err := s.r.Line()
+		line, err := st.Line()
 		if err != nil {
 			t.Fatalf("read after %d events: %v", len(blocks), err)
 		}
