@@ -8,7 +8,6 @@
 package chaos_test
 
 import (
-	"net/http"
 	"strconv"
 	"syscall"
 	"testing"
@@ -53,7 +52,7 @@ func TestZeroLossClusterWithKilledNodeAndRedisRestart(t *testing.T) {
 		// read up to their last id: that must lose and repeat nothing.
 		redis.Stop()
 		t.Logf("stopped Redis after %d events", r.published.Load())
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the outage's length: clients reconnect throughout it
 		redis.Start()
 		for _, p := range procs[:2] {
 			waitReady(t, p.URL)
@@ -62,18 +61,10 @@ func TestZeroLossClusterWithKilledNodeAndRedisRestart(t *testing.T) {
 	})
 }
 
-// waitReady waits until the node at url answers /readyz with 200.
+// waitReady waits until the node at url answers /readyz with 200. It runs beside the
+// publishers, not on the test's goroutine, so it reports with Errorf.
 func waitReady(t *testing.T, url string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testenv.Poll(30*time.Second, func() error { return testenv.GetOK(nil, url+"/readyz") }); err != nil {
+		t.Errorf("%s not ready 30s after Redis came back: %v", url, err)
 	}
-	t.Errorf("%s not ready 30s after Redis came back", url)
 }

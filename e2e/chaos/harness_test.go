@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crierhq/crier/e2e/internal/sseconn"
+	"github.com/crierhq/crier/internal/testenv"
 )
 
 // scale is how big a chaos run is.
@@ -148,15 +149,20 @@ func (r *run) publish(rng *rand.Rand, i int, seq int64) error {
 	}
 }
 
-// waitPublished returns once n events are published, or publishing has ended.
+// waitPublished returns once n events are published, or publishing has ended (which it
+// does within execute's ten minutes).
 func (r *run) waitPublished(n int) {
-	for r.published.Load() < int64(n) {
+	_ = testenv.Poll(10*time.Minute, func() error {
 		select {
 		case <-r.done:
-			return
-		case <-time.After(10 * time.Millisecond):
+			return nil
+		default:
 		}
-	}
+		if got := r.published.Load(); got < int64(n) {
+			return fmt.Errorf("%d of %d events published", got, n)
+		}
+		return nil
+	})
 }
 
 // publishAll runs the publishers to the end and then closes r.done. Publisher w owns the

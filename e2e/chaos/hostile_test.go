@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -188,22 +189,20 @@ func TestHostileClientsDisturbNobody(t *testing.T) {
 				s.Close()
 			}
 		}()
-		deadline := time.Now().Add(5 * time.Second)
-		for len(open) < 9 { // the witness holds the tenth place
-			s, err := sseconn.Open(context.Background(), node.Addr, "/events", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Expect200(); err != nil {
-				// The streams of the subtests before may not have been counted out yet.
-				if time.Now().After(deadline) {
-					t.Fatalf("stream within the cap: %v", err)
+		// The streams of the subtests before may not have been counted out yet.
+		testenv.Eventually(t, 5*time.Second, func() error {
+			for len(open) < 9 { // the witness holds the tenth place
+				s, err := sseconn.Open(context.Background(), node.Addr, "/events", nil)
+				if err != nil {
+					t.Fatal(err)
 				}
-				time.Sleep(50 * time.Millisecond)
-				continue
+				if err := s.Expect200(); err != nil {
+					return fmt.Errorf("stream %d within the cap: %v", len(open)+1, err)
+				}
+				open = append(open, s)
 			}
-			open = append(open, s)
-		}
+			return nil
+		})
 		s, err := sseconn.Open(context.Background(), node.Addr, "/events", nil)
 		if err != nil {
 			t.Fatal(err)
