@@ -120,8 +120,7 @@ func TestRedisComesBackEmpty(t *testing.T) {
 
 	// Each node told the emptied Redis again who is connected: a new stream is counted
 	// with all the others, once the nodes have beaten.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testenv.Eventually(t, 15*time.Second, func() error {
 		s, err := sseconn.Open(ctx, nodes[0].Addr, "/events", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -136,15 +135,12 @@ func TestRedisComesBackEmpty(t *testing.T) {
 		}
 		var p presence
 		_ = json.NewDecoder(strings.NewReader(ev.Data)).Decode(&p)
-		if p.Subscribers == streams+1 {
-			t.Logf("presence counted right again %s after redis came back", time.Since(start).Round(time.Millisecond))
-			break
+		if p.Subscribers != streams+1 {
+			return fmt.Errorf("a new stream's new_user counts %d subscribers, want %d", p.Subscribers, streams+1)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a new stream's new_user counts %d subscribers, want %d", p.Subscribers, streams+1)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	t.Logf("presence counted right again %s after redis came back", time.Since(start).Round(time.Millisecond))
 	select {
 	case n := <-notes:
 		if n.err != nil {
