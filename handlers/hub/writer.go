@@ -83,6 +83,10 @@ const (
 	writeSlice = 64 << 10
 	// chunkEvents bounds the events one chunk frames.
 	chunkEvents = 256
+	// visitBytes bounds what a writer writes to one stream before it serves the others
+	// (the stream goes back on the ready list): a queue refilled as fast as it is written,
+	// or a long replay, must not keep the rest waiting.
+	visitBytes = 4 * writeSlice
 )
 
 // ending is a stream that ended and why, for its Done.
@@ -148,11 +152,7 @@ func (sh *shard) run(stop <-chan struct{}) {
 			}
 			sh.now = time.Now()
 		}
-		tick := sh.tick
-		sh.drain()
-		if sh.tick != tick {
-			ticker.Reset(sh.tick)
-		}
+		sh.drain(ticker, stop)
 	}
 }
 
@@ -175,11 +175,18 @@ func (sh *shard) take() {
 	}
 }
 
-// drain serves ready streams, and reports ended ones, until none is left.
-func (sh *shard) drain() {
-	served := 0
+// drain serves ready streams, and reports ended ones, until none is left or stop is
+// closed. Under load that can be a long time, so between rounds it keeps the ticker's
+// time itself: heartbeats, expiry and write timeouts must not wait until the writer
+// runs out of work.
+func (sh *shard) drain(ticker *time.Ticker, stop <-chan struct{}) {
+	served, tick := 0, sh.tick
 	for {
 		sh.take()
+		if sh.tick != tick { // a new stream's heartbeat wants a finer tick
+			tick = sh.tick
+			ticker.Reset(tick)
+		}
 		if len(sh.work) == 0 && len(sh.finished) == 0 {
 			sh.endPass()
 			return
@@ -199,6 +206,14 @@ func (sh *shard) drain() {
 		sh.work = sh.work[:0]
 		sh.report(finishPerRound)
 		sh.endPass()
+		select {
+		case <-stop:
+			return
+		case now := <-ticker.C:
+			sh.now = now
+			sh.scan()
+		default:
+		}
 	}
 }
 
@@ -261,7 +276,11 @@ func (sh *shard) pump(s *hstream) {
 		}
 		return
 	}
-	for {
+	for visit := 0; ; {
+		if visit >= visitBytes {
+			sh.enqueue(s) // the rest in the next round, after the others' turn
+			return
+		}
 		batch, err := s.Sub.Peek(sh.batch[:0], chunkEvents)
 		if len(batch) == 0 {
 			sh.batch = batch
@@ -272,6 +291,7 @@ func (sh *shard) pump(s *hstream) {
 		}
 		s.chunkN, s.chunkSize = frame(batch, s.Tagged)
 		s.chunkOff = 0
+		visit += s.chunkSize
 		done := sh.writeChunk(s, batch[:s.chunkN])
 		clear(batch)
 		sh.batch = batch[:0]

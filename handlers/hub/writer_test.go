@@ -60,7 +60,13 @@ func (f *fakeSink) body() string {
 // head, and returns a channel that receives why it ended.
 func hubStream(t *testing.T, h *Hub, b *broker.Broker, out sink, heartbeat, writeTimeout time.Duration) <-chan error {
 	t.Helper()
-	sub, err := b.Subscribe(broker.Request{})
+	return hubStreamOf(t, h, b, broker.Request{}, out, heartbeat, writeTimeout)
+}
+
+// hubStreamOf is hubStream for the subscription req asks for.
+func hubStreamOf(t *testing.T, h *Hub, b *broker.Broker, req broker.Request, out sink, heartbeat, writeTimeout time.Duration) <-chan error {
+	t.Helper()
+	sub, err := b.Subscribe(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +111,47 @@ func TestHubHeartbeat(t *testing.T) {
 		h.Close()
 		if !strings.HasSuffix(out.body(), "0\r\n\r\n") {
 			t.Errorf("no last chunk: %q", out.body())
+		}
+	})
+}
+
+// pacedSink is a connection that takes everything, each write taking per.
+type pacedSink struct {
+	fakeSink
+	per time.Duration
+}
+
+func (p *pacedSink) write(b []byte) (int, error) {
+	time.Sleep(p.per)
+	return p.fakeSink.write(b)
+}
+
+// TestBusyStreamSharesItsWriter: a stream with megabytes to write (a long queue here; in
+// an overload, a queue refilled as fast as it is written) takes turns with the other
+// streams of its writer, which keeps its clock meanwhile: an idle stream on the same
+// writer gets its heartbeats while the busy one is written, not after.
+func TestBusyStreamSharesItsWriter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := broker.New(broker.Options{Encode: sse.Encode, Buffer: 20000})
+		defer b.Close()
+		h := newHub(Options{Writers: 1, Coalesce: -1})
+		defer h.Close()
+		idle := &fakeSink{room: -1}
+		hubStream(t, h, b, idle, 100*time.Millisecond, time.Hour)
+		busy := &pacedSink{fakeSink: fakeSink{room: -1}, per: 50 * time.Millisecond}
+		hubStreamOf(t, h, b, broker.Request{Topics: []string{"busy"}}, busy, time.Hour, time.Hour)
+		synctest.Wait()
+		data := []byte(strings.Repeat("x", 1000))
+		for range 10000 { // 10 MB: 160 writes of 64 KiB, 8 s at 50 ms a write
+			b.Publish(context.Background(), broker.Message{Topic: "busy", Data: data})
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := strings.Count(idle.body(), ": heartbeat\n"); n < 2 {
+			t.Errorf("%d heartbeats to the idle stream in its first second beside the busy one, want one every 100 ms", n)
+		}
+		if n := strings.Count(busy.body(), "data: "); n == 0 || n == 10000 {
+			t.Errorf("the busy stream got %d of its 10000 events after a second, want some but not yet all", n)
 		}
 	})
 }
