@@ -62,7 +62,7 @@ func TestResumeHerd(t *testing.T) {
 				return
 			}
 			lat = append(lat, time.Since(t0))
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // the publisher's pace, not a wait
 		}
 	})
 

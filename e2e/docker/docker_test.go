@@ -155,23 +155,24 @@ func waitServing(t *testing.T, d *docker, name, base string) {
 // waitHealthy polls Docker's own view of the HEALTHCHECK and returns when it is healthy.
 func waitHealthy(t *testing.T, d *docker, name string, within time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		status := d.mustRun(30*time.Second, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", name)
-		switch status {
+	health := func() string { return d.mustRun(30*time.Second, "inspect", "-f", "{{json .State.Health}}", name) }
+	err := testenv.Poll(within, func() error {
+		switch status := d.mustRun(30*time.Second, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", name); status {
 		case "healthy":
-			return time.Now()
+			return nil
 		case "unhealthy":
-			t.Fatalf("container is unhealthy: %s", d.mustRun(30*time.Second, "inspect", "-f", "{{json .State.Health}}", name))
+			t.Fatalf("container is unhealthy: %s", health())
 		case "":
 			t.Fatalf("container has no health state: the image has no HEALTHCHECK")
+		default:
+			return fmt.Errorf("container still %q", status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container still %q after %s: %s", status, within,
-				d.mustRun(30*time.Second, "inspect", "-f", "{{json .State.Health}}", name))
-		}
-		time.Sleep(200 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v after %s: %s", err, within, health())
 	}
+	return time.Now()
 }
 
 // checkUser checks that the container's process runs as a user other than root, both as
