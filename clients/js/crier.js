@@ -72,9 +72,10 @@ export class Hub {
   constructor(url, token, out) {
     Object.assign(this, { url, token, out });
     this.tabs = new Map(); // tab -> its topics
-    this.topics = null; // the stream's
+    this.topics = null; // the union, which the stream follows from its next open on
     this.last = ""; // id of the last event
-    this.from = null; // buf holds every event after this id
+    this.from = null; // buf holds every event of topics this.covers after this id
+    this.covers = null; // the open stream's topics
     this.buf = [];
     this.rewind = ""; // an older id a returning tab must resume from
     this.retry = BASE; // the server's retry:
@@ -110,7 +111,7 @@ export class Hub {
   greet({ tab, pos, topics }) {
     const hi = { t: "hi", pos: this.last, es: [], g: 0 };
     if (pos && (!this.last || cmpId(pos, this.last) < 0)) {
-      if (this.from !== null && cmpId(pos, this.from) >= 0 && topics.every((x) => this.topics.includes(x)))
+      if (this.from !== null && cmpId(pos, this.from) >= 0 && topics.every((x) => this.covers.includes(x)))
         hi.es = this.buf.filter((e) => cmpId(e.id, pos) > 0);
       else {
         if (!this.rewind || cmpId(pos, this.rewind) < 0) this.rewind = pos;
@@ -144,7 +145,9 @@ export class Hub {
   stop() {
     clearTimeout(this.timer);
     this.ctl?.abort();
-    this.topics = this.from = null;
+    this.topics = this.from = this.covers = null;
+    this.rewind = "";
+    this.buf = [];
   }
 
   async open() {
@@ -156,6 +159,7 @@ export class Hub {
     if (r && (!this.last || cmpId(r, this.last) < 0)) this.last = r;
     this.rewind = "";
     this.from = this.last || null;
+    this.covers = this.topics;
     this.buf = [];
     const q = new URLSearchParams(this.topics.map((x) => ["topic", x]));
     q.set("tagged", "1");

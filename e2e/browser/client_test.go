@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,29 +38,39 @@ func metric(t *testing.T, p *testenv.Process, name string) float64 {
 	return 0
 }
 
-// publisher publishes events n1..n<total> to a topic from a goroutine of its own, a
-// few milliseconds apart, so that a test can act while events are being published. The
-// feed keeps 200 items: total stays below that.
+// publisher publishes events n1..n<total> to a topic from a goroutine of its own, pace
+// apart, so that a test can act while events are being published. The feed keeps 200
+// items: total stays below that.
 type publisher struct {
-	total int
-	done  chan struct{}
+	quit chan struct{}
+	done chan struct{}
+	n    int // events published, read after done
 }
 
-func startPublisher(t *testing.T, srv *testenv.Process, topic string, total int) *publisher {
-	p := &publisher{total: total, done: make(chan struct{})}
+func startPublisher(t *testing.T, srv *testenv.Process, topic string, total int, pace time.Duration) *publisher {
+	p := &publisher{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		for n := 1; n <= total; n++ {
-			publishQuietly(t, srv, fmt.Sprintf(`{"topic":%q,"data":"n%d"}`, topic, n))
-			time.Sleep(20 * time.Millisecond) // pacing, not a condition
+		for p.n < total {
+			select {
+			case <-p.quit:
+				return
+			default:
+			}
+			p.n++
+			publishQuietly(t, srv, fmt.Sprintf(`{"topic":%q,"data":"n%d"}`, topic, p.n), fmt.Sprintf("%s-n%d", topic, p.n))
+			time.Sleep(pace) // pacing, not a condition
 		}
 	}()
 	return p
 }
 
 // publishQuietly is publish for goroutines other than the test's: it reports with Errorf.
-func publishQuietly(t *testing.T, srv *testenv.Process, body string) {
+// The idempotency key lets net/http send the request again when crier closed the idle
+// connection it went out on (it did, on a loaded machine): crier keeps the event once.
+func publishQuietly(t *testing.T, srv *testenv.Process, body, key string) {
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/publish", strings.NewReader(body))
+	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -76,7 +87,13 @@ func publishQuietly(t *testing.T, srv *testenv.Process, body string) {
 // finish waits until every event is published and returns how many there were.
 func (p *publisher) finish() int {
 	<-p.done
-	return p.total
+	return p.n
+}
+
+// stop ends the publishing early and returns how many events were published.
+func (p *publisher) stop() int {
+	close(p.quit)
+	return p.finish()
 }
 
 // numbered is a condition: the tab shows events n1..n<count> of the publisher, each once.
@@ -194,7 +211,7 @@ func TestLeaderTakesOver(t *testing.T) {
 		}
 	}
 
-	pub := startPublisher(t, srv, "t", 120)
+	pub := startPublisher(t, srv, "t", 120, 20*time.Millisecond)
 	for _, tb := range followers {
 		tb.waitFor(t, "the first events", `texts("message").includes("n5")`)
 	}
@@ -232,7 +249,7 @@ func TestReloadResumes(t *testing.T) {
 	srv := startCrier(t)
 	browser := newBrowser(t)
 	a := openTab(t, browser, "tab", srv.URL+"/?topic=t")
-	pub := startPublisher(t, srv, "t", 120)
+	pub := startPublisher(t, srv, "t", 120, 20*time.Millisecond)
 	a.waitFor(t, "the first events", `texts("message").includes("n5")`)
 	reload(t, a)
 	count := pub.finish()
@@ -241,6 +258,56 @@ func TestReloadResumes(t *testing.T) {
 		t.Errorf("the reload produced a missed notice")
 	}
 	a.assertClean(t)
+}
+
+// TestReloadsInTurn reloads two tabs of one topic in turn, a, b, a, b..., each as soon as
+// the other is live again, while events are published, with the shared worker and with a
+// leader tab. Every reload moves the stream's bookkeeping around: a tab leaves the worker
+// or the leader's hub and a new one comes back with the id it saved; without a shared
+// worker the leader itself goes and another tab takes over. Both tabs end up showing every
+// event once, live, and the browser holds one stream.
+func TestReloadsInTurn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, init string
+		roles      []string // the tabs' sharing, sorted
+	}{
+		{"worker", "", []string{"worker", "worker"}},
+		{"leader", withoutSharedWorker, []string{"follower", "leader"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startCrier(t)
+			browser := newBrowser(t)
+			tabs := openTabs(t, browser, 2, srv.URL+"/?topic=t", tc.init)
+			tabs[1].waitFor(t, "two tabs on one stream", `tabs() === "2"`)
+			pub := startPublisher(t, srv, "t", 150, 50*time.Millisecond)
+			tabs[1].waitFor(t, "the first events", `texts("message").includes("n3")`)
+			for i := range 6 {
+				reload(t, tabs[i%2])
+			}
+			count := pub.stop()
+			t.Logf("%d events published during 6 reloads", count)
+			for _, tb := range tabs {
+				tb.waitFor(t, "both tabs on the stream", `tabs() === "2" && state() === "live"`)
+				exactlyOnce(t, tb, count)
+				if eval[bool](t, tb, `items("missed").length > 0`) {
+					t.Errorf("%s got a missed notice", tb.name)
+				}
+				tb.assertClean(t)
+			}
+			roles := []string{eval[string](t, tabs[0], `sharing()`), eval[string](t, tabs[1], `sharing()`)}
+			if slices.Sort(roles); !slices.Equal(roles, tc.roles) {
+				t.Errorf("the tabs share the stream as %v, want %v", roles, tc.roles)
+			}
+			testenv.Eventually(t, wait, func() error {
+				if n := metric(t, srv, "crier_subscribers"); n != 1 {
+					return fmt.Errorf("%v streams open for one browser, want 1", n)
+				}
+				return nil
+			})
+		})
+	}
 }
 
 // reload reloads the tab and waits until the new document is live.

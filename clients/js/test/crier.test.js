@@ -113,6 +113,12 @@ function hubWithTabs() {
   return { hub, got };
 }
 
+// opened sets a hub up as if its stream had opened after id from, on its union.
+function opened(hub, from) {
+  hub.from = from;
+  hub.covers = hub.topics;
+}
+
 test("hub follows the union of its tabs' topics and reopens only when it changes", async () => {
   const { hub } = hubWithTabs();
   hub.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
@@ -140,7 +146,7 @@ test("hub follows the union of its tabs' topics and reopens only when it changes
 test("hub brings a tab back from a reload up to date from what it kept", () => {
   const { hub, got } = hubWithTabs();
   hub.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
-  hub.from = "10"; // as if the stream had opened after id 10
+  opened(hub, "10");
   for (const id of ["11", "12", "13"]) hub.event({ id, event: "message", topic: "x", data: id });
   assert.equal(hub.last, "13");
   got.length = 0;
@@ -160,7 +166,7 @@ test("hub brings a tab back from a reload up to date from what it kept", () => {
 test("hub rewinds the stream for a tab older than what it kept, or with a new topic", () => {
   const { hub, got } = hubWithTabs();
   hub.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
-  hub.from = "10";
+  opened(hub, "10");
   hub.event({ id: "11", event: "message", topic: "x", data: "" });
 
   hub.gen = 4;
@@ -174,11 +180,45 @@ test("hub rewinds the stream for a tab older than what it kept, or with a new to
 
   const h2 = hubWithTabs().hub;
   h2.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
-  h2.from = "10";
+  opened(h2, "10");
   h2.event({ id: "11", event: "message", topic: "x", data: "" });
   h2.event({ id: "12", event: "message", topic: "x", data: "" });
   h2.recv({ t: "hello", tab: "b", topics: ["y"], pos: "11" });
   assert.equal(h2.rewind, "11", "kept events lack topic y: resume from the tab's id");
+});
+
+test("hub replays what it kept only for the topics the open stream follows", () => {
+  const { hub, got } = hubWithTabs();
+  hub.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
+  opened(hub, "10");
+  hub.event({ id: "11", event: "message", topic: "x", data: "" });
+  hub.event({ id: "12", event: "message", topic: "x", data: "" });
+  // b widens the union to y: the stream follows y from its next open on, not yet.
+  hub.recv({ t: "hello", tab: "b", topics: ["x", "y"], pos: "" });
+  assert.deepEqual(hub.topics, ["x", "y"]);
+
+  hub.gen = 2;
+  hub.recv({ t: "hello", tab: "c", topics: ["y"], pos: "11" });
+  const hi = got.find(([to, m]) => to === "c" && m.t === "hi")[1];
+  assert.deepEqual(hi.es, [], "kept events lack y");
+  assert.equal(hi.g, 3, "the tab waits for the next stream");
+  assert.equal(hub.rewind, "11", "which resumes from its id");
+});
+
+test("hub forgets a rewind for tabs that are gone", () => {
+  const { hub } = hubWithTabs();
+  hub.recv({ t: "hello", tab: "a", topics: ["x"], pos: "" });
+  opened(hub, "10");
+  hub.event({ id: "11", event: "message", topic: "x", data: "" });
+  hub.recv({ t: "hello", tab: "b", topics: ["x"], pos: "5" });
+  assert.equal(hub.rewind, "5");
+  hub.recv({ t: "bye", tab: "b" });
+  hub.recv({ t: "bye", tab: "a" });
+  assert.equal(hub.rewind, "", "no tab is left to rewind for");
+  assert.deepEqual(hub.buf, []);
+
+  hub.recv({ t: "hello", tab: "c", topics: ["x"], pos: "11" });
+  assert.equal(hub.rewind, "", "the next tab resumes from its own id");
 });
 
 test("hub keeps a bounded window of events", () => {
