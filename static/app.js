@@ -5,7 +5,7 @@
 //
 // Event data is only ever written with textContent, never as HTML: a publisher must not
 // be able to inject markup or script into this page.
-import { connect } from "/crier.js";
+import { connect, delay } from "/crier.js";
 
 const MAX_ITEMS = 200; // the feed keeps this many events, newest first
 // sessionStorage, never localStorage: the token goes when the tab does, and the feed
@@ -275,22 +275,41 @@ function renderRooms() {
 
 // plainFeed follows /events with the browser's plain EventSource, one stream per tab,
 // with the surface of /crier.js's feed that this page uses. EventSource resumes by itself
-// with Last-Event-ID after an error, but hands over only the event names it listens for:
+// with Last-Event-ID after an error, but not after a reload: the last id is kept in
+// sessionStorage, as /crier.js does, and sent as lastEventId. An EventSource that gives
+// up (an answer other than a stream, such as a 503 while crier shuts down) is opened
+// again after /crier.js's backoff. It hands over only the event names it listens for:
 // these, and "message".
 const PLAIN_NAMES = ["message", "new_user", "user_left", "missed", "join", "leave"];
+const LAST_KEY = "crier.last";
 function plainFeed(initial) {
   const fns = new Map();
   const st = { state: "connecting", tabs: 1, sharing: "none", error: null, wait: 0, rooms: [] };
   const emit = (name, v) => (fns.get(name) || []).forEach((fn) => fn(v));
   let es = null;
-  const open = (list) => {
+  let list = initial;
+  let fails = 0;
+  let timer = 0;
+  const open = () => {
+    clearTimeout(timer);
     if (es) es.close();
-    const q = new URLSearchParams(list.map((t) => ["topic", t])).toString();
-    es = new EventSource("/events" + (q ? "?" + q : ""));
-    es.onopen = () => emit("", Object.assign(st, { state: "live" }));
-    es.onerror = () => emit("", Object.assign(st, { state: es.readyState === EventSource.CLOSED ? "closed" : "reconnecting" }));
+    const q = new URLSearchParams(list.map((t) => ["topic", t]));
+    const last = session(LAST_KEY);
+    if (last) q.set("lastEventId", last);
+    const s = q.toString();
+    es = new EventSource("/events" + (s ? "?" + s : ""));
+    es.onopen = () => {
+      fails = 0;
+      emit("", Object.assign(st, { state: "live", wait: 0 }));
+    };
+    es.onerror = () => {
+      const wait = es.readyState === EventSource.CLOSED ? delay(fails++, 1000) : 0;
+      if (wait) timer = setTimeout(open, wait);
+      emit("", Object.assign(st, { state: "reconnecting", wait }));
+    };
     for (const name of PLAIN_NAMES) {
       es.addEventListener(name, (e) => {
+        if (e.lastEventId) session(LAST_KEY, e.lastEventId);
         let data = e.data;
         try {
           data = JSON.parse(e.data);
@@ -302,12 +321,18 @@ function plainFeed(initial) {
       });
     }
   };
-  open(initial);
+  // The feed is saved at pagehide: the id saved must be the last event it shows.
+  window.addEventListener("pagehide", () => (clearTimeout(timer), es.close()));
+  window.addEventListener("pageshow", (e) => e.persisted && open());
+  open();
   return {
     on: (name, fn) => fns.set(name, [...(fns.get(name) || []), fn]),
     onStatus: (fn) => fns.set("", [...(fns.get("") || []), fn]),
     status: () => st,
-    setTopics: open,
+    setTopics: (next) => {
+      list = next;
+      open();
+    },
     presence: (t) => fetch("/presence?topic=" + encodeURIComponent(t)).then((r) => (r.ok ? r.json() : null)),
     close: () => es.close(),
   };
@@ -335,9 +360,10 @@ function applyFollow(ev) {
     feed.setTopics(topics);
     refreshRooms(feed.status().rooms);
   } else {
-    // /crier.js reads the stream with fetch; a browser that cannot read a response as a
-    // stream gets the browser's own EventSource instead.
-    feed = "ReadableStream" in window ? connect({ topics }) : plainFeed(topics);
+    // /crier.js reads the stream with fetch, as text through a TextDecoderStream; a browser
+    // that cannot gets the browser's own EventSource instead.
+    const streams = "body" in Response.prototype && "TextDecoderStream" in window;
+    feed = streams ? connect({ topics }) : plainFeed(topics);
     feed.onStatus(showStatus);
     feed.on("*", onEvent);
   }
