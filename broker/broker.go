@@ -119,6 +119,7 @@ type Broker struct {
 	byTopic map[string]*roster
 	slow    []*Subscription
 	full    []*Subscription // filled by the last event while not blocked: awaitRoom
+	marked  uint64          // the newest RoomBus mark dispatched (Subscription.marks)
 
 	stats counters
 }
@@ -327,10 +328,12 @@ func (b *Broker) registerLocked(s *Subscription) {
 	b.enqueueLocked(step{join: s})
 	b.stats.attached.Add(1)
 	b.observeLocked(ActivityConnect, s, "")
+	if b.opts.Bus != nil {
+		s.gateEnd = uint64(s.started.Add(gateWait).UnixMicro())
+	}
 	if b.opts.Presence {
 		if b.opts.Bus != nil {
 			s.gate = true
-			s.gateEnd = uint64(s.started.Add(gateWait).UnixMicro())
 			b.opts.Bus.Joined(s.id)
 		} else {
 			b.announceLocked(NameNewUser, s)

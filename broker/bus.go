@@ -58,8 +58,9 @@ const replayTimeout = 5 * time.Second
 // ids are microseconds, so a resume id further ahead was not made by crier.
 const futureSlack = time.Minute
 
-// gateWait is how long a subscription through a Bus waits for its own new_user before
-// it takes presence events regardless (the announcement was lost to a Redis outage).
+// gateWait is how long a subscription through a Bus waits for its own new_user, or for
+// the mark of its arrival in a room, before it takes presence or that room's events
+// regardless (the announcement was lost to a Redis outage).
 const gateWait = 5 * time.Second
 
 // Begin tells the Broker where its Bus starts reading the log: every event after head
@@ -93,13 +94,16 @@ func (b *Broker) awaitBegin(ctx context.Context) (uint64, bool) {
 
 // Deliver hands the Broker events its Bus read from the log, oldest first. Published
 // events are retained and fanned out exactly as a local Publish would; presence events
-// are fanned out only. An event whose id is not above the newest one delivered is
-// ignored, so a Bus may hand over an event twice. Deliver never blocks on a subscriber;
-// it waits while the dispatcher is a full outbox behind, which slows the reading of the
-// log down to the pace of the fan-out.
+// are fanned out only; marks (Mark) reach no stream. An event whose id is not above the
+// newest one delivered is ignored, so a Bus may hand over an event twice. Deliver never
+// blocks on a subscriber; it waits while the dispatcher is a full outbox behind, which
+// slows the reading of the log down to the pace of the fan-out.
 func (b *Broker) Deliver(evs ...*Event) {
 	// Encode outside the lock: it is the costly part, and the events are not shared yet.
 	for _, ev := range evs {
+		if ev.markOnly() {
+			continue
+		}
 		if ev.Name == "" {
 			ev.Name = NameMessage
 		}
@@ -117,9 +121,11 @@ func (b *Broker) Deliver(evs ...*Event) {
 			continue
 		}
 		b.clock.last = ev.ID
-		if ev.retained {
+		switch {
+		case ev.markOnly():
+		case ev.retained:
 			b.retainLocked(ev, now)
-		} else {
+		default:
 			b.stats.presence.Add(1)
 		}
 		b.enqueueLocked(step{ev: ev})

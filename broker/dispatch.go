@@ -93,6 +93,12 @@ func (b *Broker) dispatch() {
 				case st.leave != nil:
 					b.unroute(st.leave)
 				default:
+					// A mark counts before its event: a join that carries the mark of a
+					// stream's arrival is that stream's own.
+					b.marked = max(b.marked, st.ev.mark)
+					if st.ev.markOnly() {
+						break
+					}
 					if !b.awaitRoom() {
 						return
 					}

@@ -60,6 +60,7 @@ type Event struct {
 
 	retained  bool   // kept in history and replayed on resume (presence events are not)
 	who       string // the subscriber a presence event is about
+	mark      uint64 // the RoomBus mark its Bus's log reached here (Mark, WithMark); 0: none
 	publisher string // Message.Publisher, which the key belongs to
 	wire      []byte // the encoded event, made once by Options.Encode
 }
@@ -73,6 +74,21 @@ func (e *Event) Same(m Message) bool {
 	}
 	return e.Topic == m.Topic && e.Name == name && e.Text == m.Text && bytes.Equal(e.Data, m.Data)
 }
+
+// Mark makes the event by which a Bus tells the broker, at id id in its log, that the
+// log has reached mark, a value of its RoomBus.Occupy. It reaches no stream.
+func Mark(id, mark uint64) *Event { return &Event{ID: id, mark: mark} }
+
+// WithMark makes e, a join or leave read from a Bus's log, carry mark as well, as Mark
+// does: the log reaches mark at e, so e is already newer than that Occupy. It returns e;
+// call it before handing e to the broker.
+func (e *Event) WithMark(mark uint64) *Event {
+	e.mark = mark
+	return e
+}
+
+// markOnly reports whether e is only a mark (see Mark), for no stream.
+func (e *Event) markOnly() bool { return e.mark > 0 && e.Name == "" }
 
 // Wire returns the event's encoded bytes, shared by every subscriber; do not modify them.
 func (e *Event) Wire() []byte { return e.wire }

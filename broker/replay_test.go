@@ -20,10 +20,10 @@ type herdBus struct {
 func (h *herdBus) Publish(context.Context, broker.Message) (broker.Receipt, error) {
 	return broker.Receipt{}, broker.ErrClosed
 }
-func (h *herdBus) Joined(string)              {}
-func (h *herdBus) Left(string)                {}
-func (h *herdBus) Ready() error               { return nil }
-func (h *herdBus) Occupy(string, string, int) {}
+func (h *herdBus) Joined(string)                     {}
+func (h *herdBus) Left(string)                       {}
+func (h *herdBus) Ready() error                      { return nil }
+func (h *herdBus) Occupy(string, string, int) uint64 { return 0 }
 func (h *herdBus) Room(context.Context, string, int) (broker.Room, error) {
 	return broker.Room{}, nil
 }

@@ -22,7 +22,9 @@ import (
 //
 // With a Bus, the cluster keeps the rooms: the broker tells it, per user and room, how
 // many streams this node holds (an absolute number, so that telling twice does no harm),
-// and the join or leave comes back through the log, in the cluster's order.
+// and the join or leave comes back through the log, in the cluster's order. A stream
+// that arrives hears the room's events from the point in the log where its arrival took
+// effect (RoomBus.Occupy's mark), not those this node had not read yet when it arrived.
 
 // Room is who is in a room.
 type Room struct {
@@ -49,7 +51,14 @@ type RoomBus interface {
 	// topic on this node. When that makes the user's first stream in the cluster, the log
 	// carries a join; when it removes the last, a leave. It is called with the Broker's
 	// lock held, so it must not block.
-	Occupy(topic, user string, n int)
+	//
+	// It returns a mark, greater than any it returned before. The log carries marks (Mark,
+	// Event.WithMark) in increasing order, each at a point where every room event before
+	// it is older than the Occupy calls it covers (those that returned it or less) and
+	// every one after it newer: a stream that arrives in a room hears what happens there
+	// from its own arrival on, even though this node may not have read the log up to
+	// where it arrived yet.
+	Occupy(topic, user string, n int) (mark uint64)
 	// Room returns who is in the room topic across the cluster, at most limit users.
 	Room(ctx context.Context, topic string, limit int) (Room, error)
 }
@@ -75,11 +84,18 @@ func (b *Broker) enterRoomsLocked(s *Subscription) {
 		b.observeLocked(ActivityJoin, s, t)
 		switch {
 		case b.opts.Bus != nil:
-			b.opts.Bus.Occupy(t, user, n)
+			s.marks = append(s.marks, roomMark{topic: t, mark: b.opts.Bus.Occupy(t, user, n)})
 		case n == 1:
 			b.roomEventLocked(NameJoin, t, user, len(users), 1)
 		}
 	}
+}
+
+// roomMark is the mark of a subscription's arrival in a room through a Bus: the room's
+// events before the log reaches it are from before the subscription was there.
+type roomMark struct {
+	topic string
+	mark  uint64
 }
 
 // exitRoomsLocked takes s out of the rooms it was in.

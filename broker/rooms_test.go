@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 
@@ -89,6 +91,75 @@ func FuzzRoomEvent(f *testing.F) {
 		}
 		if got.Members != members || got.Connections != conns || got.Time != "1970-01-01T00:00:00Z" {
 			t.Fatalf("got %+v from %q", got, ev.Data)
+		}
+	})
+}
+
+// markBus is a Bus whose room counts get increasing marks, which a test hands back
+// through Deliver as a log would.
+type markBus struct {
+	herdBus
+	marks uint64
+}
+
+func (m *markBus) Occupy(string, string, int) uint64 { m.marks++; return m.marks }
+
+// roomUsers lists the users of room events.
+func roomUsers(t *testing.T, evs []*broker.Event) []string {
+	t.Helper()
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		var p struct{ User string }
+		if err := json.Unmarshal(ev.Data, &p); err != nil || ev.Name != broker.NameJoin {
+			t.Fatalf("%s %s is not a join: %v", ev.Name, ev.Data, err)
+		}
+		out[i] = p.User
+	}
+	return out
+}
+
+// TestRoomHeardFromMark: through a Bus, a stream hears a room from the mark of its
+// arrival on, the point where the log carries it: the room events before it are older,
+// though this node reads them after the stream opened. A mark reaches no stream, and one
+// that never comes (lost to a Redis outage) holds nothing back for longer than a few
+// seconds of the log.
+func TestRoomHeardFromMark(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, broker.Options{Bus: &markBus{}, Rooms: isRoom})
+		start := uint64(time.Now().UnixMicro())
+		b.Begin(start)
+		join := func(id uint64, user string) *broker.Event {
+			return broker.RoomEvent(id, time.Now(), broker.NameJoin, "room/1", user, 1, 1)
+		}
+		room := []string{"room/1"}
+		alice := subscribe(t, b, broker.Request{Topics: room, User: "alice"}) // mark 1
+		tab := subscribe(t, b, broker.Request{Topics: room, User: "alice"})   // mark 2: no join
+		b.Deliver(
+			join(start+1, "old"),
+			join(start+2, "alice").WithMark(1),
+			broker.Mark(start+3, 2),
+			join(start+4, "bob"),
+		)
+		for _, c := range []struct {
+			s    *broker.Subscription
+			want []string
+		}{
+			{alice, []string{"alice", "bob"}},
+			{tab, []string{"bob"}},
+		} {
+			if got := roomUsers(t, drain(t, c.s)); !slices.Equal(got, c.want) {
+				t.Errorf("got joins of %v, want %v", got, c.want)
+			}
+		}
+
+		lost := subscribe(t, b, broker.Request{Topics: room, User: "carol"}) // mark 3, never in the log
+		late := start + uint64(10*time.Second/time.Microsecond)
+		b.Deliver(join(start+5, "dave"), join(late, "erin"))
+		if got := roomUsers(t, drain(t, lost)); !slices.Equal(got, []string{"erin"}) {
+			t.Errorf("stream whose mark was lost got joins of %v, want erin's", got)
+		}
+		if got := roomUsers(t, drain(t, alice)); !slices.Equal(got, []string{"dave", "erin"}) {
+			t.Errorf("got joins of %v, want dave's and erin's", got)
 		}
 	})
 }

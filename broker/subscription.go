@@ -41,6 +41,10 @@ type Subscription struct {
 	// before it in the log are about a cluster this stream was not part of yet.
 	gate    bool
 	gateEnd uint64
+	// marks, through a Bus, hold back the join and leave of each room it entered until
+	// the log reaches the mark of its arrival there (Broker.marked), or gateEnd. Set
+	// before the dispatcher routes the subscription; the dispatcher's own after that.
+	marks []roomMark
 }
 
 func newSubscription(b *Broker, id string, topics []string, limit int, now time.Time) *Subscription {
@@ -217,6 +221,9 @@ func (s *Subscription) push(ev *Event) pushResult {
 		}
 		s.gate = false
 	}
+	if len(s.marks) > 0 && ev.Topic != "" && !ev.retained && ev.ID <= s.gateEnd && s.b.marked < s.markOf(ev.Topic) {
+		return pushed
+	}
 	n := s.live()
 	if n >= s.limit && s.blocked {
 		s.endLocked(ErrSlow)
@@ -239,6 +246,16 @@ func (s *Subscription) push(ev *Event) pushResult {
 		return pushedFull
 	}
 	return pushed
+}
+
+// markOf returns the mark of s's arrival in the room topic; 0 when it has none.
+func (s *Subscription) markOf(topic string) uint64 {
+	for _, m := range s.marks {
+		if m.topic == topic {
+			return m.mark
+		}
+	}
+	return 0
 }
 
 // live is the number of live events waiting.

@@ -72,6 +72,7 @@ type Bus struct {
 
 	mu    sync.Mutex
 	ops   []presenceOp // joins and leaves waiting for the presence worker
+	marks uint64       // the last mark given to an op
 	wake  chan struct{}
 	begun chan struct{} // closed once the reader knows where it starts in the log
 	b     Feed
@@ -90,12 +91,14 @@ type Bus struct {
 var _ broker.Bus = (*Bus)(nil)
 
 // presenceOp is one join ('j') or leave ('l') of a local subscriber, whose id is id, or
-// the count n of user id's streams in a room ('r') on this node.
+// the count n of user id's streams in a room ('r') on this node, with the mark Occupy
+// returned for it.
 type presenceOp struct {
 	kind  byte
 	id    string
 	topic string
 	n     int
+	mark  uint64
 }
 
 // New returns a Bus for the Redis at opts.URL. It does not connect: a Redis that is down
@@ -220,14 +223,18 @@ func (bus *Bus) Joined(subscriber string) { bus.queue(presenceOp{kind: 'j', id: 
 // Left queues a user_left announcement; it never blocks.
 func (bus *Bus) Left(subscriber string) { bus.queue(presenceOp{kind: 'l', id: subscriber}) }
 
-func (bus *Bus) queue(op presenceOp) {
+// queue hands op, marked, to the presence worker and returns its mark.
+func (bus *Bus) queue(op presenceOp) uint64 {
 	bus.mu.Lock()
+	bus.marks++
+	op.mark = bus.marks
 	bus.ops = append(bus.ops, op)
 	bus.mu.Unlock()
 	select {
 	case bus.wake <- struct{}{}:
 	default:
 	}
+	return op.mark
 }
 
 // entryID reads the event id out of a stream entry id "<id>-0".
@@ -236,8 +243,9 @@ func entryID(s string) (uint64, bool) {
 	return broker.ParseID(ms)
 }
 
-// toEvent turns a stream entry into the event it carries; nil for a malformed entry.
-func toEvent(entry string, vals map[string]any) *broker.Event {
+// toEvent turns a stream entry into the event it carries; nil for a malformed entry, and
+// for a mark of another node than node.
+func toEvent(entry string, vals map[string]any, node string) *broker.Event {
 	id, ok := entryID(entry)
 	if !ok {
 		return nil
@@ -255,7 +263,15 @@ func toEvent(entry string, vals map[string]any) *broker.Event {
 		n, _ := strconv.Atoi(str("c"))
 		return broker.PresenceEvent(id, t, name, str("s"), n)
 	case "J", "L":
-		return roomEvent(id, t, str("k"), str)
+		ev := roomEvent(id, t, str("k"), str)
+		if mark, ok := markOf(str, node); ok {
+			ev.WithMark(mark)
+		}
+		return ev
+	case "g":
+		if mark, ok := markOf(str, node); ok {
+			return broker.Mark(id, mark)
+		}
 	}
 	return nil
 }

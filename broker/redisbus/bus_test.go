@@ -24,6 +24,12 @@ type node struct {
 // startNode starts a node on the log under prefix and waits until it reads the log.
 func startNode(t testing.TB, url, prefix string, opts broker.Options, tune func(*redisbus.Options)) *node {
 	t.Helper()
+	return startFed(t, url, prefix, opts, tune, nil)
+}
+
+// startFed starts a node whose bus feeds feed(broker) instead of the broker itself.
+func startFed(t testing.TB, url, prefix string, opts broker.Options, tune func(*redisbus.Options), feed func(*broker.Broker) redisbus.Feed) *node {
+	t.Helper()
 	bo := redisbus.Options{URL: url, Prefix: prefix, History: opts.History, HistoryTTL: opts.HistoryTTL, HistoryMemory: opts.HistoryMemory}
 	if tune != nil {
 		tune(&bo)
@@ -34,7 +40,11 @@ func startNode(t testing.TB, url, prefix string, opts broker.Options, tune func(
 	}
 	opts.Bus = bus
 	b := broker.New(opts)
-	bus.Start(b)
+	if feed == nil {
+		bus.Start(b)
+	} else {
+		bus.Start(feed(b))
+	}
 	n := &node{Broker: b, bus: bus}
 	t.Cleanup(n.stop)
 	testenv.Eventually(t, 10*time.Second, b.Ready)

@@ -71,7 +71,7 @@ func (bus *Bus) keepPresence(ctx context.Context, b Feed) {
 			for _, op := range ops[:n] {
 				args = append(args, string(op.kind), op.id)
 				if op.kind == 'r' {
-					args = append(args, op.topic, op.n)
+					args = append(args, op.topic, op.n, op.mark)
 				}
 			}
 			ops = ops[n:]

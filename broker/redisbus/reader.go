@@ -74,7 +74,7 @@ func (bus *Bus) follow(ctx context.Context, b Feed) {
 					b.Lost(next)
 				}
 				last, _, _ = strings.Cut(msg.ID, "-")
-				if ev := toEvent(msg.ID, msg.Values); ev != nil {
+				if ev := toEvent(msg.ID, msg.Values, bus.node); ev != nil {
 					evs = append(evs, ev)
 				}
 			}

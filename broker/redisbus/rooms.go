@@ -22,8 +22,22 @@ import (
 // A node sends, per user and room, how many streams it holds, not +1 or -1: the count
 // that crosses zero announces join or leave (stream entries k J and L, with t u m c:
 // topic, user, members, connections), and a count sent twice changes nothing.
+//
+// Each count a node sends has the mark Occupy returned for it. The join or leave it
+// makes carries the mark (fields n q: node, mark), and a call whose last counts made no
+// entry ends with an entry of its own (k g, n q), so that the node's reader finds every
+// mark at the point in the log where that count took effect (see broker.RoomBus). Other
+// nodes ignore them.
 const roomsLua = `
-local function room_set(node, topic, user, n, quiet)
+local MARKED = nil -- the newest mark an entry of this call carried
+local function room_entry(node, mark, f)
+  if mark then
+    f[#f + 1] = 'n'; f[#f + 1] = node; f[#f + 1] = 'q'; f[#f + 1] = mark
+    MARKED = mark
+  end
+  append(f)
+end
+local function room_set(node, topic, user, n, quiet, mark)
   local field = topic .. '\n' .. user
   local mine = P .. 'rooms:' .. node
   local old = tonumber(redis.call('HGET', mine, field) or '0')
@@ -35,10 +49,10 @@ local function room_set(node, topic, user, n, quiet)
   if total <= 0 then
     redis.call('HDEL', room, user)
     if before > 0 and not quiet then
-      append({'k', 'L', 't', topic, 'u', user, 'm', redis.call('HLEN', room), 'c', 0})
+      room_entry(node, mark, {'k', 'L', 't', topic, 'u', user, 'm', redis.call('HLEN', room), 'c', 0})
     end
   elseif before <= 0 and not quiet then
-    append({'k', 'J', 't', topic, 'u', user, 'm', redis.call('HLEN', room), 'c', total})
+    room_entry(node, mark, {'k', 'J', 't', topic, 'u', user, 'm', redis.call('HLEN', room), 'c', total})
   end
 end
 local function room_field(field)
@@ -99,10 +113,10 @@ until cursor == '0' or #out >= 2 * limit
 return {n, out}
 `)
 
-// Occupy queues the count of user's streams in the room topic on this node; it never
-// blocks.
-func (bus *Bus) Occupy(topic, user string, n int) {
-	bus.queue(presenceOp{kind: 'r', id: user, topic: topic, n: n})
+// Occupy queues the count of user's streams in the room topic on this node and returns
+// its mark; it never blocks.
+func (bus *Bus) Occupy(topic, user string, n int) uint64 {
+	return bus.queue(presenceOp{kind: 'r', id: user, topic: topic, n: n})
 }
 
 // Room reads who is in the room topic across the cluster; see broker.RoomBus.
@@ -158,6 +172,14 @@ func (bus *Bus) resyncRooms(ctx context.Context, b Feed, ops []presenceOp) ([]pr
 		args = append(args, k[0], k[1], -1)
 	}
 	return ops, roomResyncScript.Run(ctx, bus.rdb, nil, args...).Err()
+}
+
+// markOf reads the mark an entry carries when it is node's.
+func markOf(str func(string) string, node string) (uint64, bool) {
+	if str("n") != node {
+		return 0, false
+	}
+	return broker.ParseID(str("q"))
 }
 
 // roomEvent turns a J or L entry into the join or leave it carries.

@@ -7,10 +7,11 @@ import "github.com/redis/go-redis/v9"
 //	log           the live log: every event, published and presence, in id order, for
 //	              the nodes to read. Entry id "<event id>-0"; fields b (the id of the
 //	              entry before it, so that a reader can tell a gap), k (p publish,
-//	              j new_user, l user_left), then t e d x (topic, event, data, "1" for
-//	              plain text) or s c (subscriber, cluster count). Trimmed to about
-//	              Options.Slack entries: it is a transport, not history, so presence
-//	              churn never pushes a published event out of history.
+//	              j new_user, l user_left; J L g of rooms, rooms.go), then t e d x
+//	              (topic, event, data, "1" for plain text) or s c (subscriber, cluster
+//	              count). Trimmed to about Options.Slack entries: it is a transport,
+//	              not history, so presence churn never pushes a published event out
+//	              of history.
 //	last          the newest event id handed out, the id of the newest entry
 //	floor         ids at or below it are from before this Redis' history began
 //	h:TOPIC       the history of one topic ("h:" alone for broadcasts): its retained
@@ -259,8 +260,9 @@ return freed > 0 and 1 or 0
 
 // announceScript keeps a node alive, reaps dead nodes when asked, and appends a
 // presence event for each join (j) or leave (l), and for each room count (r) that calls
-// for one. ARGV: prefix, slack, node, ttl in microseconds, reap (1 or 0), then ops: j or
-// l and a subscriber, or r, a user, a room and the user's streams in it on this node.
+// for one, then the mark of the last count when no entry carried it. ARGV: prefix,
+// slack, node, ttl in microseconds, reap (1 or 0), then ops: j or l and a subscriber, or
+// r, a user, a room, the user's streams in it on this node and the count's mark.
 // Returns 1 when the node was not known (new, reaped, or Redis lost its state), 0
 // otherwise.
 var announceScript = redis.NewScript(prelude + `
@@ -271,11 +273,13 @@ if ARGV[5] == '1' then reap_dead(now) end
 local set = P .. 'members:' .. node
 local n = count()
 local i = 6
+local mark = nil -- of the last room count
 while i < #ARGV do
   local kind, sub = ARGV[i], ARGV[i + 1]
   if kind == 'r' then
-    room_set(node, ARGV[i + 2], sub, tonumber(ARGV[i + 3]), false)
-    i = i + 4
+    mark = ARGV[i + 4]
+    room_set(node, ARGV[i + 2], sub, tonumber(ARGV[i + 3]), false, mark)
+    i = i + 5
   else
     if kind == 'j' then
       n = n + redis.call('SADD', set, sub)
@@ -286,6 +290,7 @@ while i < #ARGV do
     i = i + 2
   end
 end
+if mark and mark ~= MARKED then append({'k', 'g', 'n', node, 'q', mark}) end
 return unknown
 `)
 
