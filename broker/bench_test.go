@@ -55,18 +55,7 @@ func BenchmarkPresence(b *testing.B) {
 			// blocked.
 			br := broker.New(broker.Options{Presence: true, Encode: wireStub, Buffer: open + 2})
 			defer br.Close()
-			ss := make([]*broker.Subscription, open)
-			for i := range ss {
-				s, err := br.Subscribe(broker.Request{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ss[i] = s
-			}
-			var batch []*broker.Event
-			for i, s := range ss {
-				batch = takeN(s, batch, open-i) // the new_user of every later arrival
-			}
+			ss, batch := crowd(b, br, open, func(int) broker.Request { return broker.Request{} })
 			b.ReportAllocs()
 			for b.Loop() {
 				s, err := br.Subscribe(broker.Request{})
@@ -123,6 +112,25 @@ func BenchmarkNotify(b *testing.B) {
 // takeN drains n events from s, waiting for the dispatcher to queue them. Taking fewer
 // than are coming would leave the rest to a later call, and taking early lets the queue
 // limit apply: callers must count exactly.
+// crowd subscribes n with the request req(i) for the i-th, each announced to everyone
+// (a new_user, or a join in a room), and drains what the announcements queued, as stream
+// writers would. It returns the subscriptions and the batch buffer, for takeN.
+func crowd(b *testing.B, br *broker.Broker, n int, req func(i int) broker.Request) ([]*broker.Subscription, []*broker.Event) {
+	ss := make([]*broker.Subscription, n)
+	for i := range ss {
+		s, err := br.Subscribe(req(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ss[i] = s
+	}
+	var batch []*broker.Event
+	for i, s := range ss {
+		batch = takeN(s, batch, n-i) // the announcement of every later arrival
+	}
+	return ss, batch
+}
+
 func takeN(s *broker.Subscription, batch []*broker.Event, n int) []*broker.Event {
 	for got := 0; got < n; {
 		<-s.Ready()

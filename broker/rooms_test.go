@@ -25,21 +25,13 @@ func BenchmarkRoomJoinLeave(b *testing.B) {
 	for _, members := range []int{100, 1000, 10000} {
 		for _, who := range []string{"tab", "user"} {
 			b.Run(fmt.Sprintf("members=%d/%s", members, who), func(b *testing.B) {
-				br := broker.New(broker.Options{Rooms: isRoom, Encode: wireStub})
+				// As in BenchmarkPresence, queues hold every later arrival's join.
+				br := broker.New(broker.Options{Rooms: isRoom, Encode: wireStub, Buffer: members + 2})
 				defer br.Close()
 				room := []string{"room/1"}
-				ss := make([]*broker.Subscription, members)
-				for i := range ss {
-					s, err := br.Subscribe(broker.Request{Topics: room, User: fmt.Sprint("u", i)})
-					if err != nil {
-						b.Fatal(err)
-					}
-					ss[i] = s
-				}
-				var batch []*broker.Event
-				for i, s := range ss {
-					batch = takeN(s, batch, members-i) // the join of every later arrival
-				}
+				ss, batch := crowd(b, br, members, func(i int) broker.Request {
+					return broker.Request{Topics: room, User: fmt.Sprint("u", i)}
+				})
 				req := broker.Request{Topics: room, User: "u0"}
 				if who == "user" {
 					req.User = "newcomer"
